@@ -1,0 +1,1 @@
+"""Project-written, training-capable Transformer in Meta MTP state-dict layout."""

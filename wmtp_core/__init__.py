@@ -1,0 +1,1 @@
+"""WMTP core library: pure functions, no prefect/mlflow at import time."""

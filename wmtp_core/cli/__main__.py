@@ -1,0 +1,5 @@
+import sys
+
+from wmtp_core.cli import main
+
+sys.exit(main())

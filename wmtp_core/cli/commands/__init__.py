@@ -1,0 +1,1 @@
+"""One module per `wmtp` subcommand; each defines register(subparsers)."""
