@@ -1,0 +1,48 @@
+"""The shipped code tokenizer: LLaMA special ids, exact code round-trip, and byte-identical re-training."""
+
+from __future__ import annotations
+
+import sentencepiece as spm
+
+from vendor.meta_llama.tokenizer import Tokenizer
+from wmtp_core import paths
+from wmtp_core.data.tokenizer_train import TokenizerSpec, train_code_tokenizer, train_tokenizer_bytes
+
+CODE = 'def f(x):\n\tif x:\n        return  x  # é 你好 ∑\n\n\n    pass\r\nprint("a\\n")\n'
+
+
+def test_shipped_tokenizer_special_ids_and_size() -> None:
+    sp = spm.SentencePieceProcessor(model_file=str(paths.CODE_TOKENIZER))
+    assert sp.vocab_size() == 8000
+    assert (sp.unk_id(), sp.bos_id(), sp.eos_id(), sp.pad_id()) == (0, 1, 2, -1)
+    assert [sp.id_to_piece(i) for i in range(3)] == ["<unk>", "<s>", "</s>"]
+    assert sp.id_to_piece(3) == "<0x00>" and sp.id_to_piece(258) == "<0xFF>"
+
+
+def test_shipped_tokenizer_round_trips_code_exactly() -> None:
+    tok = Tokenizer(paths.CODE_TOKENIZER)
+    ids = tok.encode(CODE)
+    assert tok.sp.unk_id() not in ids
+    assert tok.decode(ids) == CODE
+
+
+def test_literal_eos_text_is_not_the_eos_id() -> None:
+    tok = Tokenizer(paths.CODE_TOKENIZER)
+    assert tok.eos_id not in tok.encode("x = '</s>'")
+
+
+def test_shipped_file_equals_fresh_training(tmp_path) -> None:
+    out = train_code_tokenizer(paths.DATASETS_ROOT, tmp_path / "fresh.model")
+    assert out.read_bytes() == paths.CODE_TOKENIZER.read_bytes()
+
+
+def test_training_is_deterministic_and_model_type_is_checked() -> None:
+    lines = [f"def f{i}(a, b):" for i in range(200)] + ["    return a + b", "print(f1(2, 3))"] * 50
+    spec = TokenizerSpec(vocab_size=300)
+    assert train_tokenizer_bytes(lines, spec) == train_tokenizer_bytes(lines, spec)
+    try:
+        train_tokenizer_bytes(lines, TokenizerSpec(vocab_size=300, model_type="word"))
+    except ValueError as err:
+        assert "model_type" in str(err)
+    else:
+        raise AssertionError("an unknown model_type must be rejected")

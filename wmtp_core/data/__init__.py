@@ -1,0 +1,1 @@
+"""Datasets: source readers, raw/processed schemas, preparation, splits, validation, loading and collation."""
