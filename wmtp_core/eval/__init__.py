@@ -1,0 +1,1 @@
+"""Evaluation: sandboxed execution, per-dataset checkers, pass@k, generation and labelling."""
