@@ -1,0 +1,88 @@
+"""Small typed results the tasks return (paths, SHA256s, MLflow run ids, metric summaries) — never tensors.
+
+Paths are `Path` objects on purpose: when a result is passed to a downstream task, the cache policy hashes the
+files it names, so a changed upstream artifact always invalidates the steps that consume it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    """A model directory in the project layout (converted base, micro model, reference, or a trained export)."""
+
+    model_dir: Path
+    weights_sha256: dict[str, str]  # weight file name -> SHA256 (from metadata.json)
+    synthetic: bool
+    message: str = ""  # what the step did ("converted …", "already converted …")
+
+
+@dataclass(frozen=True)
+class DatasetsArtifact:
+    """Processed + validated datasets and the manifest that pins them."""
+
+    datasets_root: Path
+    manifest_path: Path
+    manifest_sha256: str
+    file_sha256: dict[str, str]  # processed split file (relative to datasets_root) -> SHA256
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """One training stage run through an infrastructure block (parsed from the stage's result.json)."""
+
+    stage: str  # "stage1" | "stage2"
+    experiment: str
+    output_dir: Path
+    model_dir: Path | None  # exported model (stage2) or None
+    value_head_path: Path | None  # stage1 / verifiable stage2
+    mlflow_run_id: str | None
+    final_metrics: dict[str, float]
+    weights_sha256: str | None
+    infrastructure: str  # "local" or the VESSL block name
+
+
+@dataclass(frozen=True)
+class EvalSummary:
+    dataset: str
+    model_dir: Path
+    pass_at_k: dict[str, float]  # "pass@1" -> value
+    n_problems: int
+    n_samples: int
+    samples_path: Path | None
+    results_path: Path | None
+    mlflow_run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class UploadReceipt:
+    target: str  # local directory or volume:// URI
+    manifest_path: Path  # local copy of the SHA256 manifest that was uploaded
+    files: int
+    bytes: int
+    skipped: int  # already present with the same SHA256
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """How a step ended in one flow run: `Completed`, `Cached`, `Skipped` (with reason) or `Failed`."""
+
+    step: str
+    state: str
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ExperimentSummary:
+    experiment: str
+    flow_run_id: str | None
+    mlflow_parent_run_id: str | None
+    steps: list[StepRecord] = field(default_factory=list)
+    final_metrics: dict[str, float] = field(default_factory=dict)
+    pass_at_k: dict[str, float] = field(default_factory=dict)
+    model_dir: Path | None = None
+    upload_target: str | None = None
