@@ -1,0 +1,47 @@
+"""Where each dataset file lives: storage/datasets/<source>/{source,raw,processed,processed_incorrect}/."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+SPLIT_FILES = ("train", "validation", "test", "train_small", "validation_small")
+BUCKETS = ("processed", "processed_incorrect")
+MANIFEST_NAME = "manifest.json"
+SETTINGS_NAME = "prepare.json"
+
+
+def display_path(path: Path) -> str:
+    """Path as reported in messages: relative to the working directory when below it."""
+    rel = os.path.relpath(path)
+    return str(path) if rel.startswith("..") else rel
+
+
+@dataclass(frozen=True)
+class SourceLayout:
+    root: Path  # datasets root
+    source: str
+
+    @property
+    def dir(self) -> Path:
+        return self.root / self.source
+
+    @property
+    def source_dir(self) -> Path:
+        return self.dir / "source"
+
+    @property
+    def raw_file(self) -> Path:
+        return self.dir / "raw" / f"{self.source}.jsonl"
+
+    @property
+    def rejects_file(self) -> Path:
+        return self.dir / "rejects.jsonl"
+
+    def split_file(self, split: str, suffix: str | None = None, incorrect: bool = False) -> Path:
+        name = f"{split}_{suffix}" if suffix else split
+        return self.dir / BUCKETS[int(incorrect)] / f"{name}.jsonl"
+
+    def output_files(self) -> list[Path]:
+        return [self.raw_file] + [self.dir / b / f"{s}.jsonl" for b in BUCKETS for s in SPLIT_FILES]
