@@ -1,0 +1,110 @@
+"""Atomic file writes and SHA256 hashing shared by every package.
+
+Every output is written to a temporary sibling first and moved into place with `os.replace`, so a reader
+never sees a half-written file and an interrupted write leaves the old file (or nothing) behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+_CHUNK = 1 << 20
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
+def default_mode(path: Path) -> None:
+    """Give a freshly written file or directory the permissions an ordinary open()/mkdir() would."""
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~_UMASK)
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; on success it replaces `path`, on error it is removed.
+
+    Works for files and for directories (write a directory at the yielded path; an existing directory at
+    `path` is swapped out and deleted only after the new one is in place).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp.rmdir()  # the caller creates a file or a directory here
+    try:
+        yield tmp
+        _install(tmp, path)
+    finally:
+        _remove(tmp)
+
+
+def _install(tmp: Path, path: Path) -> None:
+    if not tmp.exists():
+        raise FileNotFoundError(f"{path}: nothing was written to the temporary path {tmp}")
+    if tmp.is_dir():
+        default_mode(tmp)  # mkdtemp-style private permissions are not wanted on the installed directory
+    if tmp.is_dir() and path.exists():
+        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        os.replace(path, old)
+        os.replace(tmp, path)
+        _remove(old)
+    else:
+        os.replace(tmp, path)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    return Path(path)
+
+
+def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
+    return atomic_write_bytes(path, text.encode(encoding))
+
+
+def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 2, sort_keys: bool = False) -> Path:
+    text = json.dumps(obj, indent=indent, sort_keys=sort_keys, ensure_ascii=False) + "\n"
+    return atomic_write_text(path, text)
+
+
+def atomic_copy(src: str | Path, dst: str | Path) -> Path:
+    """Copy a file atomically (content and mode)."""
+    with atomic_output(dst) as tmp:
+        shutil.copyfile(src, tmp)
+    return Path(dst)
