@@ -33,7 +33,7 @@ from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
 from wmtp_core import paths
-from wmtp_core.secrets import REDACTOR, redact
+from wmtp_core.secrets import REDACTOR, redact, redact_data
 from wmtp_core.vessl_client.cancel import ACTIVE_RUNS
 from wmtp_core.vessl_client.runner import RemoteJob, RemoteRunFailed, run_remote_job
 from wmtp_core.vessl_client.spec import build_run_spec, train_command
@@ -150,7 +150,7 @@ def read_json_result(path: Path) -> dict:
         raise JobFailed(f"{path}: result is not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise JobFailed(f"{path}: result must be a JSON object")
-    return data
+    return redact_data(data)  # type: ignore[return-value]
 
 
 class VesslJob(Block):

@@ -103,6 +103,17 @@ def redact(text: str) -> str:
     return REDACTOR.redact(text)
 
 
+def redact_data(value: object) -> object:
+    """Redact every string inside a JSON-like structure (dicts, lists, scalars)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact(str(k)): redact_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_data(v) for v in value]
+    return value
+
+
 class RedactingFilter(logging.Filter):
     """Logging filter: formats the record's message, redacts it and drops the args (so handlers see clean text)."""
 

@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from wmtp_core.secrets import redact
+from wmtp_core.secrets import redact, redact_data
 from wmtp_core.vessl_client.cancel import ACTIVE_RUNS, ActiveRuns, terminate_quietly
 from wmtp_core.vessl_client.client import SUCCESS_STATUSES, TERMINAL_STATUSES, VesslRunClient
 from wmtp_core.vessl_client.storage import VolumeRef, VolumeStore
@@ -102,7 +102,7 @@ def read_result(store: VolumeStore, job: RemoteJob, run_id: int) -> dict:
         raise RuntimeError(f"{location}: result of run {run_id} is not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise RuntimeError(f"{location}: result of run {run_id} must be a JSON object")
-    return data
+    return redact_data(data)  # type: ignore[return-value]
 
 
 def run_remote_job(

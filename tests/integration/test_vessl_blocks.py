@@ -1,0 +1,127 @@
+"""The Prefect infrastructure blocks end to end: LocalProcess, and VesslJob against the fake VESSL API."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from deployments.blocks import JobFailed, LocalProcess, VesslJob, run_streaming
+from tests.fixtures.fake_vessl_server import FakeVesslServer, write_env_file
+from wmtp_core.vessl_client.runner import RemoteRunFailed
+
+pytestmark = pytest.mark.integration
+TOKEN = "tok-blocks-1f2e3d"
+
+RESULT_CODE = (
+    "import json, os, sys\n"
+    "out = sys.argv[1]\n"
+    "os.makedirs(out, exist_ok=True)\n"
+    "print('epoch 1 done', flush=True)\n"
+    "json.dump({'sha256': 'ab' * 32, 'out': out}, open(os.path.join(out, 'result.json'), 'w'))\n"
+)
+
+
+def test_local_process_streams_and_returns_result(tmp_path: Path, capsys) -> None:
+    block = LocalProcess(runs_dir=str(tmp_path / "runs"))
+    out = block.output_dir("job-a")
+    res = block.submit([sys.executable, "-c", RESULT_CODE, out], result_path=f"{out}/result.json", name="job-a")
+    assert res.backend == "local" and res.status == "completed"
+    assert res.result == {"sha256": "ab" * 32, "out": out}
+    assert "epoch 1 done" in capsys.readouterr().out and "epoch 1 done" in res.log_tail
+
+
+def test_local_process_failure_names_code_and_tail(tmp_path: Path) -> None:
+    block = LocalProcess(runs_dir=str(tmp_path))
+    with pytest.raises(JobFailed, match=r"exited with code 4\n  \| bad config line 3"):
+        block.submit([sys.executable, "-c", "print('bad config line 3'); raise SystemExit(4)"], name="bad")
+    with pytest.raises(JobFailed, match="wrote no result file"):
+        block.submit([sys.executable, "-c", "print('ok')"], workdir=str(tmp_path), name="noresult")
+
+
+def test_local_process_train_command(tmp_path: Path) -> None:
+    assert LocalProcess().train_command(["--preset", "x"])[1:] == ["-m", "wmtp_core.cli", "train", "--preset", "x"]
+    assert "--nproc-per-node=2" in LocalProcess(nproc=2).train_command(["--preset", "x"])
+
+
+def test_leaving_early_kills_the_local_process_group(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    code = f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\nprint('go', flush=True)\ntime.sleep(60)"
+
+    def on_log(line: str) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_streaming([sys.executable, "-c", code], tmp_path, dict(os.environ), on_log, timeout_s=60)
+    pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    with FakeVesslServer(tmp_path / "fake", token=TOKEN, secrets={"mlflow-password": "pw-remote"}) as srv:
+        yield srv
+
+
+def _vessl_block(server: FakeVesslServer, tmp_path: Path, **extra_env: str) -> VesslJob:
+    env_file = write_env_file(tmp_path / ".env.vessl", server, **extra_env)
+    return VesslJob(env_file=str(env_file), cluster="vessl-a100", preset="gpu-a100-1", image="wmtp:test",
+                    import_volumes={}, export_volume="volume://wmtp-storage/wmtp-runs",
+                    secret_env={"MLFLOW_TRACKING_PASSWORD": "mlflow-password"}, poll_interval_s=0.05,
+                    backoff_base_s=0.01, request_timeout_s=5)
+
+
+def test_vessl_job_block_submits_and_reads_result(server, tmp_path, capsys) -> None:
+    block = _vessl_block(server, tmp_path)
+    out = block.output_dir("stage2")
+    res = block.submit([sys.executable, "-c", RESULT_CODE, out], env={"WMTP_PARENT_RUN_ID": "p-1"},
+                       result_path=f"{out}/result.json", name="Stage2 verifiable")
+    assert res.backend == "vessl" and res.status == "completed" and res.run_id == str(next(iter(server.runs)))
+    assert res.result["sha256"] == "ab" * 32
+    assert res.result_location.startswith("volume://wmtp-storage/wmtp-runs/stage2-verifiable-")
+    assert "epoch 1 done" in capsys.readouterr().out
+    spec = server.specs[0]
+    assert "WMTP_PARENT_RUN_ID: p-1" in spec and "secret: mlflow-password" in spec and TOKEN not in spec
+
+
+def test_vessl_job_failure_and_train_command(server, tmp_path) -> None:
+    block = _vessl_block(server, tmp_path)
+    with pytest.raises(RemoteRunFailed, match="status 'failed'"):
+        block.submit([sys.executable, "-c", "raise SystemExit('diverged')"], name="boom")
+    assert block.train_command(["--preset", "a"]) == ["wmtp", "train", "--preset", "a"]
+    multi = block.model_copy(update={"gpu_count": 4}).train_command(["--preset", "a"])
+    assert multi[:3] == ["torchrun", "--standalone", "--nproc-per-node=4"] and multi[3:6] == ["-m", "wmtp_core.cli",
+                                                                                              "train"]
+
+
+NESTED_MLFLOW_CODE = (
+    "import json, os, sys, mlflow\n"
+    "parent = os.environ['WMTP_PARENT_RUN_ID']\n"
+    "assert os.environ['MLFLOW_TRACKING_PASSWORD'] == 'pw-remote'\n"
+    "with mlflow.start_run(run_name='stage2-remote', tags={'mlflow.parentRunId': parent}) as run:\n"
+    "    mlflow.log_metric('loss', 1.25, step=1)\n"
+    "    rid = run.info.run_id\n"
+    "json.dump({'mlflow_run_id': rid}, open(os.path.join(sys.argv[1], 'result.json'), 'w'))\n"
+)
+
+
+@pytest.mark.slow
+def test_remote_job_logs_a_nested_mlflow_run_under_the_flow_parent(server, tmp_path, monkeypatch) -> None:
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # file store: no DB migrations on a busy 2-core box
+    uri = (tmp_path / "mlruns").as_uri()
+    block = _vessl_block(server, tmp_path, MLFLOW_TRACKING_URI=uri)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    parent = client.create_run("0", run_name="wmtp-flow")
+    out = block.output_dir("stage2")
+    res = block.submit([sys.executable, "-c", NESTED_MLFLOW_CODE, out],
+                       env={"WMTP_PARENT_RUN_ID": parent.info.run_id}, result_path=f"{out}/result.json")
+    child = client.get_run(res.result["mlflow_run_id"])
+    assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert child.data.metrics["loss"] == 1.25
+    assert json.dumps(res.result)
