@@ -1,0 +1,155 @@
+"""Strategies: one call sequence for all experiments; Rho-1 reuses the loss forward; verifiable state resumes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from fixtures.science import ragged_batch, tiny_transformer
+
+from wmtp_core.losses import count_valid_labels, weighted_mtp_loss
+from wmtp_core.model.value_head import ValueHead
+from wmtp_core.weighting.rho1 import next_token_kl, to_target_positions
+from wmtp_core.weighting.strategies import (
+    Rho1Config,
+    VerifiableConfig,
+    count_target_tokens,
+    make_strategy,
+    target_mask,
+)
+
+
+def _step(strategy, model, batch, impl):
+    model.zero_grad(set_to_none=True)
+    trunk = model.trunk_forward(batch["input_ids"])
+    prep = strategy.prepare(batch, model, trunk, count_target_tokens(batch))
+    out = weighted_mtp_loss(model, trunk, batch["labels"], prep.weight_fn, count_valid_labels(batch["labels"]),
+                            impl=impl, chunk_size=8, logits_hook=prep.logits_hook)
+    out.backward()
+    if prep.aux_loss is not None:
+        prep.aux_loss.backward()
+    return prep, out, {**prep.collect_metrics(), **out.metrics}
+
+
+def test_baseline_weights_are_ones_on_response_tokens() -> None:
+    model, batch = tiny_transformer(n_future=3), ragged_batch(3, 12, 3, seed=1)
+    _, out, _ = _step(make_strategy("baseline"), model, batch, "naive")
+    assert torch.equal(out.weights, target_mask(batch).float())
+
+
+@pytest.mark.parametrize("mode", ["critic", "shuffled", "random_matched"])
+def test_verifiable_weights_metrics_and_value_grads(mode: str) -> None:
+    model, batch = tiny_transformer(n_future=3), ragged_batch(4, 14, 3, seed=2)
+    head = ValueHead(32, 16)
+    with torch.no_grad():
+        head.net[-1].weight.normal_()
+    strategy = make_strategy("verifiable", value_head=head, verifiable=VerifiableConfig(mode=mode, seed=3))
+    prep, out, metrics = _step(strategy, model, batch, "sequential")
+    mask = target_mask(batch)
+    assert out.weights[mask].mean().item() == pytest.approx(1.0, abs=1e-5)
+    assert (out.weights[~mask] == 0).all()
+    assert {"td_mean", "td_std", "adv_mean", "weight_entropy", "weight_frac_clipped", "value_loss",
+            "explained_variance", "critic_drift", "ce_head2", "loss"} <= set(metrics)
+    assert all(p.grad is not None for p in head.parameters())
+    assert strategy.trainable_modules() == [head]
+    before = [p.clone() for p in strategy.anchor.head.parameters()]
+    with torch.no_grad():
+        for p in head.parameters():
+            p.add_(1.0)
+    strategy.after_optimizer_step()
+    assert any(not torch.equal(a, b) for a, b in zip(before, strategy.anchor.head.parameters()))
+
+
+def test_verifiable_same_under_no_grad_validation() -> None:
+    model, batch = tiny_transformer(n_future=2), ragged_batch(3, 12, 2, seed=4)
+    head = ValueHead(32)
+    with torch.no_grad():
+        head.net[-1].weight.normal_()
+    strategy = make_strategy("verifiable", value_head=head)
+    trunk = model.trunk_forward(batch["input_ids"])
+    w_train, _ = strategy.prepare(batch, model, trunk).weight_fn(torch.zeros(3, 12))
+    with torch.no_grad():
+        prep = strategy.prepare(batch, model, trunk)
+    assert prep.aux_loss is None
+    assert torch.allclose(prep.weight_fn(torch.zeros(3, 12))[0], w_train)
+
+
+def test_verifiable_state_dict_resumes_ablation_stream() -> None:
+    model, batch = tiny_transformer(n_future=2), ragged_batch(3, 12, 2, seed=5)
+    head = ValueHead(32)
+    with torch.no_grad():
+        head.net[-1].weight.normal_()
+    cfg = VerifiableConfig(mode="shuffled", seed=11)
+    a = make_strategy("verifiable", value_head=head, verifiable=cfg)
+    trunk = model.trunk_forward(batch["input_ids"]).detach()
+    a.prepare(batch, model, trunk)
+    state = a.state_dict()
+    next_a = a.prepare(batch, model, trunk).weight_fn(torch.zeros(3, 12))[0]
+    b = make_strategy("verifiable", value_head=head, verifiable=cfg)
+    b.load_state_dict(state)
+    assert torch.equal(b.prepare(batch, model, trunk).weight_fn(torch.zeros(3, 12))[0], next_a)
+
+
+class _CountingModel(torch.nn.Module):
+    """Wraps the policy to count trunk forwards (Rho-1 must not run a second policy forward)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.calls = inner, 0
+
+    def trunk_forward(self, tokens):
+        self.calls += 1
+        return self.inner.trunk_forward(tokens)
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("impl", ["naive", "sequential"])
+def test_rho1_one_policy_forward_topk_and_kl(impl: str) -> None:
+    policy = _CountingModel(tiny_transformer(n_future=3, seed=0))
+    ref = tiny_transformer(n_future=1, seed=1)
+    batch = ragged_batch(3, 14, 3, seed=6)
+    strategy = make_strategy("rho1", ref_model=ref, rho1=Rho1Config(ratio=0.6, chunk_size=5))
+    _, out, metrics = _step(strategy, policy, batch, impl)
+    assert policy.calls == 1
+    valid0 = batch["labels"][..., 0] != -100
+    with torch.no_grad():
+        ref_logits = ref(batch["input_ids"], n_heads=1)[:, :, 0]
+        model_logits = policy.inner(batch["input_ids"], n_heads=1)[:, :, 0]
+    ref_ce = torch.nn.functional.cross_entropy(ref_logits.transpose(1, 2), batch["labels"][..., 0],
+                                               ignore_index=-100, reduction="none")
+    excess, mask = to_target_positions(out.head_ce[..., 0] - ref_ce, valid0)
+    n = int(mask.sum())
+    k = -(-3 * n // 5)
+    selected = out.weights > 0
+    assert int(selected.sum()) == k
+    assert torch.allclose(out.weights[selected], torch.full((k,), n / k))
+    assert excess[selected].min() >= excess[mask & ~selected].max() - 1e-5
+    kl = next_token_kl(model_logits[valid0], ref_logits[valid0]).mean()
+    assert metrics["rho1_kl_model_ref"].item() == pytest.approx(kl.item(), rel=1e-4, abs=1e-6)
+    assert metrics["rho1_selected_frac"].item() == pytest.approx(k / n)
+
+
+def test_rho1_soft_mode_and_vocab_check() -> None:
+    policy, batch = tiny_transformer(n_future=2), ragged_batch(2, 12, 2, seed=7)
+    strategy = make_strategy("rho1", ref_model=tiny_transformer(n_future=1, seed=2),
+                             rho1=Rho1Config(mode="soft", temperature=0.5, weight_min=0.1, weight_max=4.0))
+    _, out, _ = _step(strategy, policy, batch, "sequential")
+    mask = target_mask(batch)
+    assert out.weights[mask].mean().item() == pytest.approx(1.0, abs=1e-5)
+    assert out.weights[mask].max() <= 4.0 and out.weights[mask].min() >= 0.1
+    bad = make_strategy("rho1", ref_model=tiny_transformer(n_future=1, vocab=70))
+    with pytest.raises(ValueError, match="share the tokenizer"):
+        bad.prepare(batch, policy, policy.trunk_forward(batch["input_ids"]))
+
+
+def test_make_strategy_errors() -> None:
+    with pytest.raises(ValueError, match="value_head"):
+        make_strategy("verifiable")
+    with pytest.raises(ValueError, match="ref_model"):
+        make_strategy("rho1")
+    with pytest.raises(ValueError, match="weighting strategy"):
+        make_strategy("other")  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""Per-token weighting for the three experiments: critic TD/GAE weights, Rho-1 excess-loss weights, ablations."""
