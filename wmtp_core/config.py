@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from wmtp_core import paths
+from wmtp_core.weighting.strategies import Rho1Config, VerifiableConfig
 
 Experiment = Literal["baseline", "verifiable", "rho1_weighted"]
 StageName = Literal["stage1", "stage2"]
@@ -85,25 +86,8 @@ class Stage1Config(Strict):
     epochs: float = Field(1.0, gt=0)
     max_steps: int | None = Field(None, ge=1)
     lr: float = Field(1.0e-4, gt=0)
-    freeze_trunk: bool = True
+    freeze_trunk: bool = True  # False: the trunk co-trains with the value head (trunk at optim.lr)
     value_hidden: int | None = None  # ValueHead MLP width; None -> linear head
-
-
-class VerifiableConfig(Strict):
-    gamma: float = Field(0.99, ge=0, le=1)
-    lam: float = Field(0.95, ge=0, le=1)
-    value_clip: float = Field(0.2, gt=0)
-    value_coef: float = Field(0.5, ge=0)  # Stage 2 critic loss coefficient
-    anchor_coef: float = Field(0.01, ge=0)  # drift penalty toward the EMA/anchor critic
-    anchor_ema: float = Field(0.99, ge=0, le=1)
-    mode: Literal["critic", "shuffled", "random_matched"] = "critic"
-    weights: dict[str, Any] = Field(default_factory=dict)  # science WeightConfig fields (validated there)
-
-
-class Rho1Config(Strict):
-    mode: Literal["topk", "soft"] = "topk"
-    ratio: float = Field(0.6, gt=0, le=1)
-    temperature: float = Field(1.0, gt=0)
 
 
 class LoggingConfig(Strict):

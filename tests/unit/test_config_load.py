@@ -100,5 +100,5 @@ def test_config_hash_tracks_values_not_files(tmp_path: Path) -> None:
 
 def test_flatten_for_params() -> None:
     flat = flatten(config_dict(load_config(DEFAULTS, CONFIGS / "recipe.verifiable.yaml")))
-    assert flat["optim.lr"] == 1e-5 and flat["verifiable.gamma"] == 0.99
+    assert flat["optim.lr"] == 1e-5 and flat["verifiable.critic.gamma"] == 0.99
     assert flat["stages"] == '["stage1", "stage2"]'

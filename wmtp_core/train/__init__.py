@@ -1,0 +1,1 @@
+"""Training: one shared loop; the three experiments differ only by their weighting strategy."""

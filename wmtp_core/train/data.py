@@ -1,0 +1,59 @@
+"""Training batches: DATA's `load_processed` rows, encoded lazily and collated by `MTPCollator`, in the order of
+a `ResumableSampler` (whose position is checkpointed, so a resumed run sees exactly the remaining batches)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from wmtp_core.config import ResolvedConfig
+from wmtp_core.train.sampler import ResumableSampler
+
+
+def load_rows(cfg: ResolvedConfig, include_incorrect: bool) -> Any:
+    """The configured split of every configured source (plus processed_incorrect rows when asked)."""
+    from wmtp_core.data.loading import load_processed
+
+    rows = load_processed(cfg.resolved_path("datasets_root"), list(cfg.data.sources), cfg.data.split,
+                          suffix=cfg.data.suffix, include_incorrect=include_incorrect)
+    if len(rows) == 0:
+        raise ValueError(f"{cfg.resolved_path('datasets_root')}: no rows for sources {cfg.data.sources} "
+                         f"split {cfg.data.split!r} suffix {cfg.data.suffix!r}")
+    return rows
+
+
+def steps_for(n_rows: int, epochs: float, batch_size: int, grad_accum: int, max_steps: int | None,
+              world_size: int = 1) -> int:
+    """Optimizer steps covering `epochs` passes over `n_rows` (at least 1), capped by `max_steps`."""
+    per_step = batch_size * grad_accum * world_size
+    steps = max(1, math.ceil(epochs * n_rows / per_step))
+    return min(steps, max_steps) if max_steps is not None else steps
+
+
+class BatchSource:
+    """`next_batch()` -> MTPCollator dict with tensors on `device` (rows encoded once, on first use)."""
+
+    def __init__(self, rows: Any, tokenizer: Any, max_len: int, n_future: int, sampler: ResumableSampler,
+                 device: torch.device) -> None:
+        from wmtp_core.data.collate import MTPCollator
+
+        self.rows, self.tokenizer, self.max_len = rows, tokenizer, max_len
+        self.sampler, self.device = sampler, device
+        self.collate = MTPCollator(pad_id=tokenizer.pad_id, n_future=n_future)
+        self._encoded: dict[int, dict[str, Any]] = {}
+
+    def encoded(self, index: int) -> dict[str, Any]:
+        if index not in self._encoded:
+            from wmtp_core.data.collate import encode_example
+
+            self._encoded[index] = encode_example(self.tokenizer, self.rows[index], self.max_len)
+        return self._encoded[index]
+
+    def batch_for(self, indices: list[int]) -> dict[str, Any]:
+        batch = self.collate([self.encoded(i) for i in indices])
+        return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+    def next_batch(self) -> dict[str, Any]:
+        return self.batch_for(self.sampler.next_indices())

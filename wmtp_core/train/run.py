@@ -1,0 +1,254 @@
+"""`run_training`: config -> models -> stages (shared loop) -> reports -> exported model + result.json."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from wmtp_core.config import ResolvedConfig, config_dict, config_hash, flatten, to_yaml
+from wmtp_core.io import atomic_write_json, atomic_write_text
+from wmtp_core.tracking.logger import MultiLogger, make_logger
+from wmtp_core.tracking.provenance import model_weights_sha256, provenance_tags
+from wmtp_core.train.data import BatchSource, load_rows, steps_for
+from wmtp_core.train.device import autocast_dtype, seed_everything, select_device
+from wmtp_core.train.loop import LoopSettings, StageLoop, StagePlan, StageResult
+from wmtp_core.train.report import probe, write_reports
+from wmtp_core.train.sampler import ResumableSampler
+from wmtp_core.train.stages import Models, build_strategy, stage1_plan, stage2_plan
+from wmtp_core.train.state import Checkpoint, checkpoint_reference, list_checkpoints, parse_checkpoint
+
+RESULT_FILE = "result.json"
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    checkpoint_dir: Path
+    model_dir: Path | None  # exported model (from_pretrained-loadable); None when the run stopped early
+    value_head_path: Path | None
+    mlflow_run_id: str | None
+    final_metrics: dict[str, float]
+    weights_sha256: str | None  # SHA256 of the exported weights (metadata.json of model_dir)
+    config_hash: str
+    completed: bool
+    result_path: Path
+    history_path: Path
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, path: Path) -> TrainResult:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        for key in ("output_dir", "checkpoint_dir", "model_dir", "value_head_path", "result_path", "history_path"):
+            data[key] = Path(data[key]) if data[key] is not None else None
+        return cls(**data)
+
+
+class RunSetupError(RuntimeError):
+    """The run cannot start as asked (e.g. existing checkpoints without --resume)."""
+
+
+def resolve_resume(resume: str | None, checkpoint_dir: Path, stages: list[str]) -> Checkpoint | None:
+    """None: fresh (refuses to mix with existing checkpoints); "auto": newest, or fresh if none; else a path."""
+    existing = list_checkpoints(checkpoint_dir, stages)
+    if resume is None:
+        if existing:
+            raise RunSetupError(f"{checkpoint_dir}: already holds checkpoints (newest {existing[-1].path.name}); "
+                                "pass --resume auto to continue it, or a different --run-name")
+        return None
+    if resume == "auto":
+        return existing[-1] if existing else None
+    ckpt = parse_checkpoint(Path(resume))
+    if ckpt.stage not in stages:
+        raise RunSetupError(f"{ckpt.path}: checkpoint of {ckpt.stage}, which this config does not run ({stages})")
+    return ckpt
+
+
+def load_models(cfg: ResolvedConfig, device: torch.device) -> tuple[Models, Any]:
+    from wmtp_core.model.adapter import MetaLlamaMTPAdapter
+    from wmtp_core.model.value_head import ValueHead
+
+    adapter = MetaLlamaMTPAdapter.from_pretrained(cfg.model_dir, device=device)
+    adapter.model.checkpoint_trunk = cfg.model.activation_checkpointing
+    adapter.model.train()
+    models = Models(adapter.model)
+    if cfg.experiment == "verifiable":
+        models.value_head = ValueHead(adapter.args.dim, cfg.stage1.value_hidden).to(device)
+    if cfg.experiment == "rho1_weighted":
+        ref = MetaLlamaMTPAdapter.from_pretrained(cfg.resolved_path("reference_model_dir"), device=device)
+        if ref.args.vocab_size != adapter.args.vocab_size:
+            raise RunSetupError(f"{ref.model_dir}: reference vocab {ref.args.vocab_size} != policy vocab "
+                                f"{adapter.args.vocab_size}; the Rho-1 reference must share the tokenizer")
+        models.reference = ref.model
+    return models, adapter
+
+
+class Trainer:
+    """One run: holds the models, logger and paths; `run()` walks the configured stages."""
+
+    def __init__(self, cfg: ResolvedConfig, run_name: str | None, resume: str | None, stop_at: str | None):
+        self.cfg, self.chash = cfg, config_hash(cfg)
+        self.name = run_name or cfg.run.run_name or f"{cfg.experiment}-{self.chash[:10]}"
+        self.out = cfg.output_root / self.name
+        self.ckpt_dir = self.out / "checkpoints"
+        self.reports_dir = self.out / "reports"
+        self.start = resolve_resume(resume, self.ckpt_dir, list(cfg.stages))
+        self.stop_at = _parse_stop(stop_at)
+        seed_everything(cfg.run.seed)
+        self.device = select_device(cfg.run.device)
+        self.amp = autocast_dtype(self.device, cfg.run.precision)
+        self.models, self.adapter = load_models(cfg, self.device)
+        self.logger: MultiLogger = make_logger(cfg, self.name)
+        self.history: dict[str, list[dict[str, float]]] = {}
+        self.last: dict[str, Checkpoint] = {}
+        self.strategy: Any = None
+
+    # --- setup --------------------------------------------------------------------------------------------
+    def announce(self) -> None:
+        print(f"wmtp train: {self.cfg.experiment} on {self.device} -> {self.out}", file=sys.stderr)
+        print(f"  checkpoints: {self.ckpt_dir}", file=sys.stderr)
+        if self.start is not None:
+            print(f"  resuming from: {self.start.path}", file=sys.stderr)
+        if self.logger.run_id:
+            from wmtp_core.tracking.mlflow_backend import resolve_tracking_uri
+
+            uri = resolve_tracking_uri(self.cfg.logging.tracking_uri)
+            print(f"  mlflow run: {self.logger.run_id} at {uri}", file=sys.stderr)
+
+    def log_setup(self) -> None:
+        cfg = self.cfg
+        self.logger.log_params(flatten(config_dict(cfg)))
+        ref = cfg.resolved_path("reference_model_dir") if cfg.experiment == "rho1_weighted" else None
+        tags = provenance_tags(self.chash, cfg.experiment, cfg.resolved_path("datasets_root"), cfg.model_dir, ref)
+        self.logger.set_tags({**tags, "wmtp.run_name": self.name, "wmtp.output_dir": str(self.out)})
+        path = atomic_write_text(self.out / "config.resolved.yaml", to_yaml(cfg))
+        self.logger.log_artifact(Path(path), "config")
+
+    # --- stages -------------------------------------------------------------------------------------------
+    def source(self, stage: str) -> BatchSource:
+        cfg = self.cfg
+        rows = load_rows(cfg, include_incorrect=stage == "stage1")
+        offset = {"stage1": 1000, "stage2": 2000}[stage]
+        sampler = ResumableSampler(len(rows), cfg.train.batch_size, cfg.run.seed + offset, cfg.data.shuffle)
+        return BatchSource(rows, self.adapter.tokenizer, cfg.data.max_len, self.models.policy.n_future, sampler,
+                           self.device)
+
+    def plan(self, stage: str, source: BatchSource) -> StagePlan:
+        cfg = self.cfg
+        sc = cfg.stage1 if stage == "stage1" else cfg.train
+        total = steps_for(len(source.rows), sc.epochs, cfg.train.batch_size, cfg.train.grad_accum, sc.max_steps)
+        if stage == "stage1":
+            plan = stage1_plan(cfg, self.models, source, total)
+        else:
+            self.strategy = build_strategy(cfg, self.models)
+            plan = stage2_plan(cfg, self.models, self.strategy, source, total)
+        plan.on_step = lambda step: self.maybe_report(stage, step, source)
+        return plan
+
+    def settings(self, stage: str) -> LoopSettings:
+        t = self.cfg.train
+        stop = self.stop_at[1] if self.stop_at and self.stop_at[0] == stage else None
+        return LoopSettings(grad_accum=t.grad_accum, checkpoint_every=t.checkpoint_every,
+                            keep_checkpoints=t.keep_checkpoints, progress_bar=t.progress_bar, device=self.device,
+                            amp_dtype=self.amp, checkpoint_root=self.ckpt_dir, config_hash=self.chash, stop_after=stop)
+
+    def run_stage(self, stage: str) -> StageResult:
+        source = self.source(stage)
+        plan = self.plan(stage, source)
+        loop = StageLoop(plan, self.settings(stage), self.cfg.optim,
+                         lambda m, step: self.logger.log_metrics({f"{stage}/{k}": v for k, v in m.items()}, step))
+        if self.start is not None and self.start.stage == stage:
+            loop.restore(self.start)
+        result = loop.run()
+        self.history[stage] = result.history
+        if result.last_checkpoint is not None:
+            self.last[stage] = result.last_checkpoint
+        return result
+
+    # --- reports and export -------------------------------------------------------------------------------
+    def maybe_report(self, stage: str, step: int, source: BatchSource) -> None:
+        if step % self.cfg.logging.histogram_every == 0:
+            self.report(f"{stage}-step{step:07d}", source, html=False)
+
+    def report(self, tag: str, source: BatchSource, html: bool = True) -> None:
+        n = min(self.cfg.logging.heatmap_samples, len(source.rows))
+        if n == 0:
+            return
+        batch = source.batch_for(list(range(n)))
+        strategy = self.strategy if self.strategy is not None else build_strategy(self.cfg, self.models)
+        result = probe(self.cfg, self.models, strategy, batch)
+        paths = write_reports(self.reports_dir, tag, self.adapter.tokenizer, batch, result, self.cfg.experiment,
+                              html=html)
+        for path in paths:
+            self.logger.log_artifact(path, "reports")
+
+    def export(self) -> tuple[Path, Path | None, str]:
+        dtype = getattr(torch, self.cfg.model.export_dtype)
+        extra = {"run_name": self.name, "experiment": self.cfg.experiment, "config_hash": self.chash,
+                 "mlflow_run_id": self.logger.run_id}
+        model_dir = self.adapter.save_pretrained(self.out / "model", extra_metadata=extra, dtype=dtype)
+        head = None
+        if self.models.value_head is not None:
+            head = self.models.value_head.save(self.out / "value_head.safetensors")
+        return Path(model_dir), head, model_weights_sha256(Path(model_dir))
+
+    def finish(self, completed: bool) -> TrainResult:
+        final = {f"{stage}/{k}": v for stage, rows in self.history.items() if rows for k, v in rows[-1].items()}
+        history_path = Path(atomic_write_json(self.out / "metrics.json", self.history))
+        refs = {stage: checkpoint_reference(ckpt) for stage, ckpt in self.last.items()}
+        refs_path = Path(atomic_write_json(self.out / "checkpoints.json", refs))
+        model_dir = head = sha = None
+        if completed:
+            last_stage = self.cfg.stages[-1]
+            self.report("final", self.source(last_stage))
+            model_dir, head, sha = self.export()
+        result = TrainResult(self.out, self.ckpt_dir, model_dir, head, self.logger.run_id, final, sha, self.chash,
+                             completed, self.out / RESULT_FILE, history_path)
+        atomic_write_json(result.result_path, result.to_json())
+        metrics_path = Path(atomic_write_json(self.reports_dir / "final_metrics.json", final))
+        for path, where in ((metrics_path, "metrics"), (refs_path, "checkpoints"), (history_path, "metrics"),
+                            (result.result_path, None)):
+            self.logger.log_artifact(path, where)
+        return result
+
+    def run(self) -> TrainResult:
+        self.announce()
+        try:
+            self.log_setup()
+            completed = True
+            order = list(self.cfg.stages)
+            for stage in order:
+                if self.start is not None and order.index(self.start.stage) > order.index(stage):
+                    continue  # finished before the checkpoint we resume from (its weights are in that checkpoint)
+                if not self.run_stage(stage).completed:
+                    completed = False
+                    break
+            result = self.finish(completed)
+        except BaseException:
+            self.logger.close("FAILED" if not isinstance(sys.exc_info()[1], KeyboardInterrupt) else "KILLED")
+            raise
+        self.logger.close("FINISHED")
+        print(f"  result: {result.result_path}", file=sys.stderr)
+        return result
+
+
+def _parse_stop(stop_at: str | None) -> tuple[str, int] | None:
+    if stop_at is None:
+        return None
+    stage, _, step = stop_at.partition(":")
+    if stage not in ("stage1", "stage2") or not step.isdigit() or int(step) < 1:
+        raise ValueError(f"stop_at must look like 'stage2:3', got {stop_at!r}")
+    return stage, int(step)
+
+
+def run_training(cfg: ResolvedConfig, run_name: str | None = None, resume: str | None = None, *,
+                 stop_at: str | None = None) -> TrainResult:
+    """Train `cfg` (all its stages) and export the model; see TrainResult. `resume`: None, "auto" or a checkpoint
+    directory. `stop_at="stage2:3"` stops after that step (checkpoint written) — simulated preemption."""
+    return Trainer(cfg, run_name, resume, stop_at).run()
