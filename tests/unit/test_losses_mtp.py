@@ -7,6 +7,7 @@ import torch
 from fixtures.science import ragged_batch, reference_mtp_loss, tiny_transformer
 
 from wmtp_core.losses import count_valid_labels, linear_ce, target_weights, weighted_mtp_loss
+from wmtp_core.losses.linear_ce import weighted_linear_ce
 
 
 def _grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -146,3 +147,34 @@ def test_rejects_bad_impl_and_coefs() -> None:
         weighted_mtp_loss(model, trunk, batch["labels"], torch.ones(1, 8), 1.0, impl="fast")  # type: ignore
     with pytest.raises(ValueError, match="head_coefs"):
         weighted_mtp_loss(model, trunk, batch["labels"], torch.ones(1, 8), 1.0, [1.0])
+
+
+def test_sequential_gradients_equal_naive_with_callable_weights() -> None:
+    model = tiny_transformer(n_future=3)
+    batch = ragged_batch(3, 15, 3, seed=12)
+
+    def weight_fn(ce: torch.Tensor):  # weights that depend on this forward's next-token CE (like Rho-1)
+        w = torch.zeros_like(ce)
+        w[:, 1:] = 1.0 + ce[:, :-1]
+        return w, {}
+
+    denom = count_valid_labels(batch["labels"])
+    naive, g_naive = _run(model, batch, weight_fn, denom, [1.0, 0.5, 0.5], "naive")
+    seq, g_seq = _run(model, batch, weight_fn, denom, [1.0, 0.5, 0.5], "sequential")
+    assert torch.allclose(naive.weights, seq.weights, atol=1e-5)
+    assert torch.allclose(naive.loss.detach(), seq.loss, rtol=1e-6)
+    for name in g_naive:
+        assert _rel(g_seq[name], g_naive[name]) <= 1e-5, name
+
+
+def test_weighted_linear_ce_gradients() -> None:
+    gen = torch.Generator().manual_seed(1)
+    hidden = torch.randn(19, 6, generator=gen, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(9, 6, generator=gen, dtype=torch.float64, requires_grad=True)
+    labels = torch.randint(0, 9, (19,), generator=gen)
+    labels[::3] = -100
+    scale = torch.rand(19, generator=gen, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda h, w: weighted_linear_ce(h, w, labels, scale, 4)[0], (hidden, weight))
+    loss, ce = weighted_linear_ce(hidden, weight, labels, scale, 4)
+    assert torch.allclose(ce, linear_ce(hidden, weight, labels, 7).detach())
+    assert not ce.requires_grad and loss.item() == pytest.approx(float((ce * scale).sum()))

@@ -1,6 +1,6 @@
 """Training losses: the weighted multi-token-prediction cross-entropy (naive and memory-flat sequential)."""
 
-from wmtp_core.losses.linear_ce import LogitsHook, linear_ce
+from wmtp_core.losses.linear_ce import LogitsHook, linear_ce, weighted_linear_ce
 from wmtp_core.losses.mtp import (
     IGNORE_INDEX,
     LossImpl,
@@ -22,5 +22,6 @@ __all__ = [
     "linear_ce",
     "per_token_ce",
     "target_weights",
+    "weighted_linear_ce",
     "weighted_mtp_loss",
 ]

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from wmtp_core.losses.linear_ce import LogitsHook, linear_ce
+from wmtp_core.losses.linear_ce import LogitsHook, linear_ce, weighted_linear_ce
 
 IGNORE_INDEX = -100
 WeightFn = Callable[[Tensor], tuple[Tensor, dict[str, Tensor]]]
@@ -140,17 +140,31 @@ def _sequential(model: torch.nn.Module, trunk: Tensor, labels: Tensor, weights: 
     w: Tensor | None = None
     wmetrics: dict[str, Tensor] = {}
     total = trunk.new_zeros((), dtype=torch.float32)
-    head_ce = torch.zeros(bsz * seqlen, n_heads, device=trunk.device)
+    head_ce = torch.zeros(bsz * seqlen, n_heads, device=trunk.device,
+                          dtype=torch.promote_types(trunk.dtype, torch.float32))
     for k in range(n_heads):
-        hidden = model.norm(model.head_hidden(detached, k)).flatten(0, 1)  # (B*S, D)
-        ce_rows = linear_ce(hidden.index_select(0, rows), model.output.weight,
-                            labels[..., k].flatten().index_select(0, rows), chunk_size,
-                            logits_hook if k == 0 else None, row_ids=rows)  # (R,)
-        head_ce[:, k].index_copy_(0, rows, ce_rows.detach())
-        if w is None:
-            w, wmetrics = _resolve_weights(weights, head_ce[:, 0].view(bsz, seqlen))
+        hidden = model.norm(model.head_hidden(detached, k)).flatten(0, 1).index_select(0, rows)  # (R, D)
+        labels_k = labels[..., k].flatten().index_select(0, rows)
+        hook = logits_hook if k == 0 else None
+        if w is None:  # resolve weights; a callable needs this forward's head-0 CE first
+            if isinstance(weights, Tensor):
+                w = weights
+            else:
+                ce0 = linear_ce(hidden, model.output.weight, labels_k, chunk_size, hook, row_ids=rows)
+                head_ce[:, 0].index_copy_(0, rows, ce0.detach())
+                w, wmetrics = _resolve_weights(weights, head_ce[:, 0].view(bsz, seqlen))
             wt = target_weights(w.to(torch.float32), n_heads).flatten(0, 1)  # (B*S, F)
-        loss_k = coefs[k] * (wt[:, k].index_select(0, rows) * ce_rows).sum() / denom
+        scale = coefs[k] * wt[:, k].index_select(0, rows) / denom  # (R,) d loss / d CE_k per token
+        if k == 0 and not isinstance(weights, Tensor):
+            loss_k = (scale * ce0).sum()  # logits recomputed in backward (weights came after the forward)
+        elif grad_on:  # gradient formed in the same chunk pass: logits computed once
+            loss_k, ce_rows = weighted_linear_ce(hidden, model.output.weight, labels_k, scale, chunk_size, hook,
+                                                 row_ids=rows)
+            head_ce[:, k].index_copy_(0, rows, ce_rows)
+        else:
+            ce_rows = linear_ce(hidden, model.output.weight, labels_k, chunk_size, hook, row_ids=rows)
+            head_ce[:, k].index_copy_(0, rows, ce_rows)
+            loss_k = (scale * ce_rows).sum()
         if grad_on and loss_k.requires_grad:
             loss_k.backward()
         total = total + loss_k.detach()
