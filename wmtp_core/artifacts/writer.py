@@ -109,9 +109,9 @@ def write_tokenizer(layout: ModelLayout, tokenizer_model: Path, extra_files: lis
     """Copy tokenizer.model (+ extra tokenizer files) and write tokenizer_config.json."""
     layout.tokenizer_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(tokenizer_model, layout.tokenizer_model)
-    for extra in extra_files or []:
-        if extra.name not in (layout.tokenizer_model.name, layout.tokenizer_config.name):
-            shutil.copyfile(extra, layout.tokenizer_dir / extra.name)
+    for extra in extra_files or []:  # e.g. HF tokenizer files; a clashing name gets an "hf_" prefix
+        clash = extra.name in (layout.tokenizer_model.name, layout.tokenizer_config.name)
+        shutil.copyfile(extra, layout.tokenizer_dir / (f"hf_{extra.name}" if clash else extra.name))
     tok = Tokenizer(layout.tokenizer_model)
     atomic_write_json(layout.tokenizer_config, {
         "tokenizer_class": "SentencePiece", "model_file": layout.tokenizer_model.name,
