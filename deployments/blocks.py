@@ -50,6 +50,7 @@ class JobResult:
     result: dict  # the parsed result JSON the job wrote
     result_location: str  # local path or volume:// URL of that JSON
     log_tail: list[str] = field(default_factory=list)
+    export_url: str = ""  # vessl: volume:// URL of this run's export mount (import it into a later run); local: ""
 
 
 class JobFailed(RuntimeError):
@@ -95,7 +96,10 @@ class LocalProcess(Block):
         return [sys.executable, "-m", "torch.distributed.run", *cmd[1:]]
 
     def submit(self, command: Sequence[str], env: Mapping[str, str] | None = None, workdir: str | None = None,
-               result_path: str = "result.json", name: str | None = None) -> JobResult:
+               result_path: str = "result.json", name: str | None = None,
+               imports: Mapping[str, str] | None = None) -> JobResult:
+        """Run `command` here; `imports` (mount -> volume URL) is accepted for interface parity and ignored:
+        local jobs see the local filesystem."""
         on_log = log_sink()
         cwd = Path(workdir) if workdir else paths.REPO_ROOT
         result_file = Path(result_path) if Path(result_path).is_absolute() else cwd / result_path
@@ -207,34 +211,44 @@ class VesslJob(Block):
     def train_command(self, train_args: Sequence[str]) -> list[str]:
         return train_command(train_args, self.gpu_count)
 
-    def _mlflow_env(self) -> dict[str, str]:
+    def _job_env(self, env: Mapping[str, str] | None) -> dict[str, str]:
+        """Block env + caller env, with MLFLOW_TRACKING_URI from the env file replacing a machine-local one
+        (sqlite:/file:/plain path) that a remote run could not reach."""
         from wmtp_core.secrets import load_env_file
 
-        uri = {**load_env_file(self.env_file), **os.environ}.get("MLFLOW_TRACKING_URI")
-        return {"MLFLOW_TRACKING_URI": uri} if uri else {}
+        merged = {**self.env, **(env or {})}
+        server_uri = load_env_file(self.env_file).get("MLFLOW_TRACKING_URI")
+        given = merged.get("MLFLOW_TRACKING_URI")
+        if server_uri and (not given or not re.match(r"^(https?|databricks)://", given)):
+            merged["MLFLOW_TRACKING_URI"] = server_uri
+        return merged
 
     def build_job(self, command: Sequence[str], env: Mapping[str, str] | None, workdir: str | None,
-                  result_path: str, name: str | None) -> RemoteJob:
+                  result_path: str, name: str | None, imports: Mapping[str, str] | None = None) -> RemoteJob:
         run_name = job_name(name, command)
         export = VolumeRef.parse(self.export_volume).child(run_name)
         mount = self.export_mount.rstrip("/")
         rel = result_path[len(mount) + 1 :] if result_path.startswith(mount + "/") else result_path.lstrip("/")
         spec = build_run_spec(
             name=run_name, cluster=self.cluster, preset=self.preset, image=self.image, command=list(command),
-            workdir=workdir or self.workdir, env={**self._mlflow_env(), **self.env, **(env or {})},
-            secret_env=self.secret_env, imports=self.import_volumes, exports={mount: export.url})
+            workdir=workdir or self.workdir, env=self._job_env(env), secret_env=self.secret_env,
+            imports={**self.import_volumes, **(imports or {})}, exports={mount: export.url})
         return RemoteJob(spec, export, rel)
 
     def submit(self, command: Sequence[str], env: Mapping[str, str] | None = None, workdir: str | None = None,
-               result_path: str = "result.json", name: str | None = None) -> JobResult:
+               result_path: str = "result.json", name: str | None = None,
+               imports: Mapping[str, str] | None = None) -> JobResult:
+        """Run `command` as a VESSL run. `result_path` is absolute under `export_mount` (or relative to it);
+        `imports` adds mounts (mount path -> volume URL), e.g. an earlier JobResult.export_url."""
         from wmtp_core.vessl_client.client import VesslRunClient
         from wmtp_core.vessl_client.storage import VolumeStore
 
         settings = self.settings()
-        job = self.build_job(command, env, workdir, result_path, name)
+        job = self.build_job(command, env, workdir, result_path, name, imports)
         out = run_remote_job(VesslRunClient(settings), VolumeStore(settings), job,
                              poll_interval_s=self.poll_interval_s, timeout_s=self.timeout_s, on_log=log_sink())
-        return JobResult("vessl", str(out.run_id), out.status, out.result, out.result_url, out.log_tail)
+        return JobResult("vessl", str(out.run_id), out.status, out.result, out.result_url, out.log_tail,
+                         job.export.url)
 
 
 def terminate_active_vessl_runs(*_hook_args: Any) -> list[int]:

@@ -125,3 +125,29 @@ def test_remote_job_logs_a_nested_mlflow_run_under_the_flow_parent(server, tmp_p
     assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
     assert child.data.metrics["loss"] == 1.25
     assert json.dumps(res.result)
+
+
+def test_a_later_run_imports_an_earlier_runs_export(server, tmp_path) -> None:
+    block = _vessl_block(server, tmp_path)
+    root = block.output_dir("")
+    stage1 = ("import json, os, sys\nd = os.path.join(sys.argv[1], 's1')\nos.makedirs(d + '/ckpt', exist_ok=True)\n"
+              "open(d + '/ckpt/step-3.pt', 'w').write('weights')\n"
+              "json.dump({'checkpoint': d + '/ckpt/step-3.pt'}, open(d + '/result.json', 'w'))\n")
+    first = block.submit([sys.executable, "-c", stage1, root], result_path=f"{root}/s1/result.json", name="s1")
+    assert first.export_url.startswith("volume://wmtp-storage/wmtp-runs/s1-")
+    stage2 = ("import json, os, sys\nw = open('/mnt/stage1/s1/ckpt/step-3.pt').read()\n"
+              "os.makedirs(sys.argv[1] + '/s2', exist_ok=True)\n"
+              "json.dump({'resumed_from': w}, open(sys.argv[1] + '/s2/result.json', 'w'))\n")
+    second = block.submit([sys.executable, "-c", stage2, root], result_path=f"{root}/s2/result.json", name="s2",
+                          imports={"/mnt/stage1": first.export_url})
+    assert second.result == {"resumed_from": "weights"}
+
+
+def test_remote_env_gets_the_mlflow_server_not_a_local_store(server, tmp_path) -> None:
+    block = _vessl_block(server, tmp_path, MLFLOW_TRACKING_URI="https://mlflow.example.org")
+    job = block.build_job(["wmtp", "train"], {"MLFLOW_TRACKING_URI": "sqlite:///storage/mlflow/mlflow.db",
+                                              "WMTP_PARENT_RUN_ID": "p"}, None, "/mnt/export/x/result.json", "x")
+    assert job.spec["env"]["MLFLOW_TRACKING_URI"] == "https://mlflow.example.org"  # type: ignore[index]
+    assert job.result_rel == "x/result.json" and job.spec["export"] == {"/mnt/export/": job.export.url}
+    kept = block.build_job(["wmtp"], {"MLFLOW_TRACKING_URI": "https://other.example.org"}, None, "r.json", "y")
+    assert kept.spec["env"]["MLFLOW_TRACKING_URI"] == "https://other.example.org"  # type: ignore[index]
