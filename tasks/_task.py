@@ -1,7 +1,10 @@
 """The one task decorator every WMTP step uses: content cache policy, retries with backoff, persisted results.
 
 Cache key = SHA256 of (task source, every input with each `Path` replaced by the SHA256 of the file or directory
-it names). An unchanged input therefore never recomputes, and a changed file always does. Results are pickled to
+it names). An unchanged input therefore never recomputes, and a changed file always does.
+
+Convention for task signatures: a `Path` argument is an INPUT (hashed by content); an output location is passed
+as a `str` (hashed by value only), because hashing a directory the task is about to fill would change the key. Results are pickled to
 the flow's result storage (`flows/wmtp.py` sets `result_storage_path()`: `PREFECT_LOCAL_STORAGE_PATH` when set, else
 `storage/prefect/`); both outlive the process, so a second `flows/local.py` run in a new process reuses them (Prefect
 reports those task runs as `Cached`). Tasks inherit the storage from the flow, so a test can redirect everything with
@@ -36,12 +39,19 @@ BACKOFF_BASE_S: dict[Kind, float] = {"compute": 0.0, "io": 2.0, "remote": 10.0}
 
 @dataclass
 class ContentInputs(CachePolicy):
-    """Key = SHA256 of the task source plus the inputs, with every Path replaced by its content SHA256."""
+    """Key = SHA256 of the task source plus the inputs, with every Path replaced by its content SHA256.
+
+    `exclude` names arguments that do not change what a task produces (a per-run job name, the MLflow parent
+    run id in the environment) and so stay out of the key.
+    """
+
+    exclude: tuple[str, ...] = ()
 
     def compute_key(self, task_ctx: TaskRunContext, inputs: dict[str, Any], flow_parameters: dict[str, Any],
                     **kwargs: Any) -> str | None:
         source = TASK_SOURCE.compute_key(task_ctx, inputs, flow_parameters, **kwargs)
-        return digest({"task": task_ctx.task.name if task_ctx else None, "source": source, "inputs": inputs or {}})
+        kept = {k: v for k, v in (inputs or {}).items() if k not in self.exclude}
+        return digest({"task": task_ctx.task.name if task_ctx else None, "source": source, "inputs": kept})
 
 
 CONTENT_INPUTS = ContentInputs()
@@ -52,15 +62,16 @@ def result_storage_path() -> Path:
     return Path(configured).expanduser() if configured else paths.STORAGE / "prefect"
 
 
-def wmtp_task(name: str, kind: Kind = "compute", cache: bool = True,
+def wmtp_task(name: str, kind: Kind = "compute", cache: bool = True, cache_exclude: tuple[str, ...] = (),
               timeout_seconds: float | None = None) -> Callable[[Callable[..., R]], Task[..., R]]:
-    """Decorate a step: `@wmtp_task("convert-checkpoint", kind="io")`."""
+    """Decorate a step: `@wmtp_task("convert-checkpoint", kind="io")`; kind picks the retry policy."""
+    policy = ContentInputs(exclude=tuple(cache_exclude)) if cache else NO_CACHE
 
     def wrap(fn: Callable[..., R]) -> Task[..., R]:
         return task(
             fn,
             name=name,
-            cache_policy=CONTENT_INPUTS if cache else NO_CACHE,
+            cache_policy=policy,
             persist_result=True,
             retries=RETRIES[kind],
             retry_delay_seconds=exponential_backoff(BACKOFF_BASE_S[kind]) if RETRIES[kind] else 0,

@@ -26,9 +26,8 @@ class DatasetsArtifact:
 
     datasets_root: Path
     manifest_path: Path
-    manifest_sha256: str
-    file_sha256: dict[str, str]  # processed split file (relative to datasets_root) -> SHA256
-    message: str = ""
+    manifest_sha256: str  # the manifest pins every processed file's SHA256
+    counts: dict[str, dict[str, int]]  # source -> rows in / kept / rejected / per split
 
 
 @dataclass(frozen=True)
@@ -40,6 +39,7 @@ class StageResult:
     output_dir: Path
     model_dir: Path | None  # exported model (stage2) or None
     value_head_path: Path | None  # stage1 / verifiable stage2
+    checkpoint: Path | None  # this stage's last checkpoint (what the next stage resumes from)
     mlflow_run_id: str | None
     final_metrics: dict[str, float]
     weights_sha256: str | None
@@ -61,7 +61,7 @@ class EvalSummary:
 @dataclass(frozen=True)
 class UploadReceipt:
     target: str  # local directory or volume:// URI
-    manifest_path: Path  # local copy of the SHA256 manifest that was uploaded
+    manifest_path: Path | None  # the target's SHA256 manifest (local targets; volumes keep theirs remotely)
     files: int
     bytes: int
     skipped: int  # already present with the same SHA256
@@ -86,3 +86,12 @@ class ExperimentSummary:
     pass_at_k: dict[str, float] = field(default_factory=dict)
     model_dir: Path | None = None
     upload_target: str | None = None
+
+
+def model_artifact(model_dir: Path, message: str = "") -> ModelArtifact:
+    """Summarise a model directory from its metadata.json (the SHA256s were recorded when it was written)."""
+    from wmtp_core.artifacts.layout import ModelLayout
+
+    meta = ModelLayout(model_dir).read_metadata()
+    weights = {name: entry["sha256"] for name, entry in meta["files"].items() if name.endswith(".safetensors")}
+    return ModelArtifact(Path(model_dir), weights, bool(meta["synthetic"]), message)

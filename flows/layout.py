@@ -1,0 +1,46 @@
+"""Where one flow run reads and writes: the standard storage/ locations, or all of them under another root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from wmtp_core import paths
+
+RECIPES = {"baseline": "recipe.baseline.yaml", "verifiable": "recipe.verifiable.yaml",
+           "rho1": "recipe.rho1_weighted.yaml"}
+CONFIG_EXPERIMENT = {"baseline": "baseline", "verifiable": "verifiable", "rho1": "rho1_weighted"}
+STAGES = {"baseline": ("stage2",), "verifiable": ("stage1", "stage2"), "rho1": ("stage2",)}
+CONFIGS_DIR = paths.REPO_ROOT / "configs"
+
+
+@dataclass(frozen=True)
+class Locations:
+    storage: Path
+    datasets_root: Path
+    base_dir: Path  # converted real base (paths.BASE_MODEL_DIR)
+    synthetic_source: Path  # synthetic Meta-format checkpoint, when no real base exists
+    synthetic_base_dir: Path  # its conversion (kept apart from the real base location)
+    micro_dir: Path
+    reference_dir: Path  # a converted Rho-1 reference (paths.REFERENCE_MODEL_DIR)
+    micro_reference_dir: Path  # the micro-world Rho-1 reference (a second micro model)
+    runs_dir: Path
+    eval_dir: Path
+
+    @classmethod
+    def under(cls, storage_root: str | Path | None) -> Locations:
+        if storage_root is None:
+            storage, models = paths.STORAGE, paths.MODELS_ROOT
+            base, micro, ref = paths.BASE_MODEL_DIR, paths.MICRO_MODEL_DIR, paths.REFERENCE_MODEL_DIR
+            datasets, runs = paths.DATASETS_ROOT, paths.RUNS_ROOT
+        else:
+            storage = Path(storage_root).resolve()
+            models = storage / "models"
+            base, micro = models / paths.BASE_MODEL_DIR.name, models / paths.MICRO_MODEL_DIR.name
+            ref = models / paths.REFERENCE_MODEL_DIR.name
+            datasets, runs = storage / "datasets", storage / "runs"
+        return cls(storage, datasets, base, storage / "cache" / "synthetic-meta-base",
+                   models / "synthetic-meta-llama-mtp", micro, ref, models / "micro-ref-mtp", runs, runs / "eval")
+
+    def source_dirs(self, sources: list[str]) -> list[Path]:
+        return [self.datasets_root / s / "source" for s in sources]

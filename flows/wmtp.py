@@ -1,0 +1,214 @@
+"""The `wmtp` flow: one experiment end to end, and `wmtp-compare`: several experiments plus a comparison table.
+
+    prepare-validate-datasets ─┐
+    [synthetic-base] → convert-checkpoint → build-micro ─┬─ [build-reference (rho1)] ─┐
+                                                         └─ [stage1 (verifiable)] → stage2 → evaluate → upload
+
+Steps an experiment does not need run as visible `<step>-skipped` task runs. The flow opens an MLflow parent
+run tagged with its Prefect flow-run id; training stages nest under it through WMTP_PARENT_RUN_ID, the eval step
+logs a nested run, and a markdown artifact summarises metrics, pass@k and where everything went.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.futures import PrefectFuture
+from prefect.runtime import flow_run
+from prefect.states import State
+
+from deployments.blocks import terminate_active_vessl_runs
+from flows.layout import CONFIG_EXPERIMENT, RECIPES, STAGES, Locations
+from flows.report import comparison_rows, summary_markdown
+from tasks import _mlflow
+from tasks._task import result_storage_path, skip
+from tasks.checkpoint import convert_checkpoint, synthetic_base
+from tasks.datasets import prepare_and_validate
+from tasks.evaluate import evaluate
+from tasks.micro import build_micro
+from tasks.results import ExperimentSummary, ModelArtifact, StepRecord, model_artifact
+from tasks.training import train_stage
+from tasks.upload import upload_artifacts
+from wmtp_core import paths
+from wmtp_core.data.api import DEFAULT_SOURCES
+from wmtp_core.tracking.mlflow_backend import resolve_tracking_uri
+
+Experiment = Literal["baseline", "verifiable", "rho1"]
+DATA_MAX_TOKENS = 2048
+
+
+class Steps:
+    """Each step's future (or state), so the summary can say Completed / Cached / Skipped per step."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, PrefectFuture | State | str]] = []
+
+    def add(self, name: str, handle: PrefectFuture | State | str) -> Any:
+        self.items.append((name, handle))
+        return handle
+
+    def records(self) -> list[StepRecord]:
+        out = []
+        for name, handle in self.items:
+            if isinstance(handle, str):
+                out.append(StepRecord(name, "Reused", handle))
+                continue
+            state = handle.state if isinstance(handle, PrefectFuture) else handle
+            out.append(StepRecord(name, state.name or str(state.type), state.message or ""))
+        return out
+
+
+def _base_model(loc: Locations, base_checkpoint: str | None, steps: Steps) -> PrefectFuture | ModelArtifact:
+    """A converted base: from --base-checkpoint, else the converted real base, else a synthetic one."""
+    if base_checkpoint:
+        source = Path(base_checkpoint).expanduser().resolve()
+        if (source / "metadata.json").is_file():  # already in the project layout
+            steps.add("convert-checkpoint", skip("convert-checkpoint", f"{source} is already converted"))
+            return model_artifact(source, "already converted")
+        return steps.add("convert-checkpoint", convert_checkpoint.submit(source, str(loc.base_dir)))
+    if (loc.base_dir / "metadata.json").is_file():
+        steps.add("convert-checkpoint", skip("convert-checkpoint", f"real base already converted at {loc.base_dir}"))
+        return model_artifact(loc.base_dir, "real base")
+    print(f"NOTICE: no real base model at {loc.base_dir} and no --base-checkpoint given: building the micro model "
+          "from a SYNTHETIC base (random weights; every derived artifact is marked synthetic)")
+    source = steps.add("synthetic-base", synthetic_base.submit(str(loc.synthetic_source), paths.CODE_TOKENIZER))
+    return steps.add("convert-checkpoint", convert_checkpoint.submit(source, str(loc.synthetic_base_dir)))
+
+
+def _reference(experiment: str, use_micro_model: bool, base: Any, loc: Locations, steps: Steps) -> Any:
+    if experiment != "rho1":
+        steps.add("build-reference", skip("build-reference", f"{experiment} uses no reference model"))
+        return None
+    if use_micro_model:
+        future = build_micro.with_options(name="build-reference").submit(
+            base, str(loc.micro_reference_dir), paths.CODE_TOKENIZER, seed=1)
+        return steps.add("build-reference", future)
+    if not (loc.reference_dir / "metadata.json").is_file():
+        raise FileNotFoundError(f"{loc.reference_dir}: Rho-1 needs a converted reference model "
+                                "(`wmtp convert-reference`), or run with use_micro_model=True")
+    steps.add("build-reference", skip("build-reference", f"converted reference at {loc.reference_dir}"))
+    return model_artifact(loc.reference_dir, "converted reference")
+
+
+def train_args(experiment: str, preset: str, use_micro_model: bool, dataset_suffix: str | None, device: str,
+               local_paths: dict[str, Path] | None) -> list[str]:
+    """`wmtp train` arguments (config paths relative to the repo root, where every block runs the command)."""
+    args = ["--config", "configs/defaults.yaml", "--recipe", f"configs/{RECIPES[experiment]}", "--preset", preset,
+            "--device", device]
+    if use_micro_model:
+        args.append("--use-micro-model")
+    if dataset_suffix:
+        args += ["--dataset-suffix", dataset_suffix]
+    for key, value in (local_paths or {}).items():
+        args += ["--set", f"paths.{key}={value}"]
+    return [*args, "--set", "train.progress_bar=false"]
+
+
+@flow(name="wmtp", result_storage=result_storage_path(), log_prints=True,
+      on_cancellation=[terminate_active_vessl_runs], on_crashed=[terminate_active_vessl_runs])
+def wmtp(experiment: Experiment = "verifiable", preset: str = "smoke", use_micro_model: bool = True,
+         dataset_suffix: str | None = "small", base_checkpoint: str | None = None, infrastructure: str = "local",
+         device: str = "cpu", eval_dataset: str = "mbpp", eval_limit: int | None = 4, eval_n: int = 1,
+         eval_max_new_tokens: int = 64, upload_target: str | None = None,
+         storage_root: str | None = None) -> ExperimentSummary:
+    """Run one experiment: data, base/micro model, the experiment's stages, eval, upload."""
+    if experiment not in RECIPES:
+        raise ValueError(f"experiment: expected one of {sorted(RECIPES)}, got {experiment!r}")
+    loc, steps, run_id = Locations.under(storage_root), Steps(), str(flow_run.id)
+    parent = _mlflow.start_parent("wmtp", f"{experiment}-{flow_run.name}",
+                                  {"prefect.flow_run_id": run_id, "prefect.flow_run_name": str(flow_run.name),
+                                   "wmtp.experiment": experiment, "wmtp.preset": preset,
+                                   "wmtp.infrastructure": infrastructure})
+    try:
+        summary = _run(experiment, preset, use_micro_model, dataset_suffix, base_checkpoint, infrastructure, device,
+                       eval_dataset, eval_limit, eval_n, eval_max_new_tokens, upload_target, loc, steps, parent)
+    except BaseException:
+        _mlflow.finish(parent, "FAILED")
+        raise
+    _mlflow.log_metrics(parent, {**summary.final_metrics, **{f"eval/{k}": v for k, v in summary.pass_at_k.items()}})
+    _mlflow.finish(parent)
+    create_markdown_artifact(summary_markdown(summary, _mlflow.run_url(parent), resolve_tracking_uri(None)),
+                             key=f"wmtp-{experiment}", description=f"WMTP {experiment} summary")
+    return summary
+
+
+def _run(experiment: str, preset: str, use_micro_model: bool, dataset_suffix: str | None,
+         base_checkpoint: str | None, infrastructure: str, device: str, eval_dataset: str, eval_limit: int | None,
+         eval_n: int, eval_max_new_tokens: int, upload_target: str | None, loc: Locations, steps: Steps,
+         parent: str) -> ExperimentSummary:
+    env = {_mlflow.PARENT_ENV: parent, "MLFLOW_TRACKING_URI": resolve_tracking_uri(None)}
+    sources = list(DEFAULT_SOURCES)
+    datasets = steps.add("prepare-validate-datasets", prepare_and_validate.submit(
+        str(loc.datasets_root), sources, paths.CODE_TOKENIZER, DATA_MAX_TOKENS, loc.source_dirs(sources)))
+    base = _base_model(loc, base_checkpoint, steps)
+    if use_micro_model:
+        model = steps.add("build-micro", build_micro.submit(base, str(loc.micro_dir), paths.CODE_TOKENIZER))
+    else:
+        steps.add("build-micro", skip("build-micro", "use_micro_model=False: training the base model itself"))
+        model = base
+    reference = _reference(experiment, use_micro_model, base, loc, steps)
+
+    local_paths = None
+    if infrastructure == "local":  # remote jobs use the storage/ locations inside their image
+        model_dir = _model_dir(model)
+        local_paths = {"datasets_root": loc.datasets_root,
+                       ("micro_model_dir" if use_micro_model else "base_model_dir"): model_dir}
+        if reference is not None:
+            local_paths["reference_model_dir"] = _model_dir(reference)
+    args = train_args(experiment, preset, use_micro_model, dataset_suffix, device, local_paths)
+    tag = str(flow_run.name or flow_run.id)[:40]
+    common = dict(experiment=experiment, infrastructure=infrastructure, runs_dir=str(loc.runs_dir), model=model,
+                  datasets=datasets, reference=reference, env=env)
+    upstream = None
+    if "stage1" in STAGES[experiment]:
+        upstream = steps.add("stage1", train_stage.with_options(name="stage1").submit(
+            stage="stage1", train_args=[*args, "--set", "stages=[stage1]"], upstream=None,
+            job_name=f"{experiment}-stage1-{tag}", **common))
+    else:
+        steps.add("stage1", skip("stage1", f"{experiment} has no value-head pretraining stage"))
+    stage2 = steps.add("stage2", train_stage.with_options(name="stage2").submit(
+        stage="stage2", train_args=args, upstream=upstream, job_name=f"{experiment}-stage2-{tag}", **common))
+
+    trained = stage2.result()
+    evaluation = None
+    if trained.model_dir is not None and trained.model_dir.is_dir():
+        out_dir = loc.eval_dir / f"{experiment}-{eval_dataset}-{(trained.weights_sha256 or 'unknown')[:12]}"
+        evaluation = steps.add("evaluate", evaluate.submit(
+            stage2, eval_dataset, eval_n, [1], eval_limit, str(out_dir), eval_max_new_tokens, 0.2, 0, device,
+            parent_run_id=parent)).result()
+    else:
+        steps.add("evaluate", skip("evaluate", f"trained model {trained.model_dir} is not on this machine"))
+    if upload_target:
+        steps.add("upload-artifacts", upload_artifacts.submit(stage2, evaluation, upload_target, parent)).result()
+    else:
+        steps.add("upload-artifacts", skip("upload-artifacts", "no upload_target given"))
+    return ExperimentSummary(experiment, str(flow_run.id), parent, steps.records(), trained.final_metrics,
+                             evaluation.pass_at_k if evaluation else {}, trained.model_dir, upload_target)
+
+
+def _model_dir(handle: Any) -> Path:
+    return (handle.result() if isinstance(handle, PrefectFuture) else handle).model_dir
+
+
+@flow(name="wmtp-compare", result_storage=result_storage_path(), log_prints=True)
+def wmtp_compare(experiments: list[Experiment] | None = None, preset: str = "smoke", use_micro_model: bool = True,
+                 dataset_suffix: str | None = "small", base_checkpoint: str | None = None,
+                 infrastructure: str = "local", device: str = "cpu", eval_dataset: str = "mbpp",
+                 eval_limit: int | None = 4, upload_target: str | None = None,
+                 storage_root: str | None = None) -> list[ExperimentSummary]:
+    """Run several experiments one after another (each a `wmtp` subflow) and publish a comparison table."""
+    summaries = [wmtp(experiment=e, preset=preset, use_micro_model=use_micro_model, dataset_suffix=dataset_suffix,
+                      base_checkpoint=base_checkpoint, infrastructure=infrastructure, device=device,
+                      eval_dataset=eval_dataset, eval_limit=eval_limit, upload_target=upload_target,
+                      storage_root=storage_root)
+                 for e in (experiments or list(RECIPES))]
+    if len(summaries) > 1:
+        create_table_artifact(comparison_rows(summaries), key="wmtp-comparison",
+                              description="WMTP experiments side by side")
+    return summaries
+
+
+__all__ = ["wmtp", "wmtp_compare", "train_args", "CONFIG_EXPERIMENT"]

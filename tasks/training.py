@@ -1,0 +1,82 @@
+"""Steps: Stage 1 / Stage 2 training through an infrastructure block (LocalProcess here, VesslJob remotely).
+
+The block runs `wmtp train …` (wmtp_core.train.run.run_training) and returns the small result.json it wrote.
+Stage 2 of the verifiable experiment resumes from Stage 1's last checkpoint (`--resume PATH`): the trainer then
+finds Stage 1 complete and runs Stage 2 with the pretrained value head.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tasks import _mlflow
+from tasks._task import wmtp_task
+from tasks.results import DatasetsArtifact, ModelArtifact, StageResult
+
+
+def load_infrastructure(name: str, runs_dir: str) -> Any:
+    """`local` -> a LocalProcess writing under runs_dir; `<type-slug>/<name>` -> that saved block; a bare name ->
+    the saved `wmtp-vessl-job` block of that name."""
+    from prefect.blocks.core import Block
+
+    from deployments.blocks import LocalProcess, VesslJob
+
+    if name == "local":
+        return LocalProcess(runs_dir=runs_dir)
+    if "/" in name:
+        return Block.load(name)
+    return VesslJob.load(name)
+
+
+def _path(value: Any) -> Path | None:
+    return Path(value) if value else None
+
+
+def _last_checkpoint(output_dir: Path, stage: str) -> Path | None:
+    refs = output_dir / "checkpoints.json"  # written by the trainer: {stage: {"path": ...}}
+    if not refs.is_file():
+        return None
+    return _path(json.loads(refs.read_text(encoding="utf-8")).get(stage, {}).get("path"))
+
+
+@wmtp_task("train-stage", kind="remote", cache_exclude=("job_name", "env"))
+def train_stage(stage: str, experiment: str, infrastructure: str, runs_dir: str, train_args: list[str],
+                model: ModelArtifact, datasets: DatasetsArtifact, reference: ModelArtifact | None,
+                upstream: StageResult | None, job_name: str, env: dict[str, str]) -> StageResult:
+    """Run one stage. `model`, `datasets`, `reference` and `upstream` are here so the cache key follows their
+    contents; `train_args` already point the trainer at them."""
+    block = load_infrastructure(infrastructure, runs_dir)
+    root = block.output_dir("")  # LocalProcess: its runs_dir; VesslJob: the export mount (as the job sees it)
+    resume = ["--resume", str(upstream.checkpoint)] if upstream is not None and upstream.checkpoint else []
+    command = block.train_command([*train_args, *resume, "--run-name", job_name, "--set", f"run.output_root={root}"])
+    job = block.submit(command, env=env, result_path=f"{root}/{job_name}/result.json", name=job_name)
+    r = job.result
+    metrics = {k: float(v) for k, v in (r.get("final_metrics") or {}).items() if isinstance(v, int | float)}
+    out = Path(r["output_dir"])
+    result = StageResult(stage, experiment, out, _path(r.get("model_dir")), _path(r.get("value_head_path")),
+                         _last_checkpoint(out, stage), r.get("mlflow_run_id"), metrics, r.get("weights_sha256"),
+                         infrastructure)
+    _record_provenance(result, r.get("config_hash"), model, datasets, reference, env.get(_mlflow.PARENT_ENV))
+    return result
+
+
+def _record_provenance(result: StageResult, config_hash: str | None, model: ModelArtifact,
+                       datasets: DatasetsArtifact, reference: ModelArtifact | None, parent_run_id: str | None) -> None:
+    """provenance.json in the run dir (when it is on this machine) and the same record as MLflow tags."""
+    from prefect.runtime import flow_run, task_run
+
+    from wmtp_core.provenance import mlflow_tags, run_record, write_provenance
+
+    record = run_record(
+        experiment=result.experiment, stage=result.stage, config_hash=config_hash,
+        dataset_manifest=datasets.manifest_path, dataset_manifest_sha256=datasets.manifest_sha256,
+        input_model_dir=model.model_dir, reference_model_dir=reference.model_dir if reference else None,
+        output_model_dir=result.model_dir, prefect_flow_run_id=str(flow_run.id) if flow_run.id else None,
+        prefect_task_run_id=str(task_run.id) if task_run.id else None, mlflow_run_id=result.mlflow_run_id,
+        mlflow_parent_run_id=parent_run_id)
+    if result.output_dir.is_dir():
+        write_provenance(result.output_dir, record)
+    if result.mlflow_run_id:
+        _mlflow.set_tags(result.mlflow_run_id, mlflow_tags(record))

@@ -1,0 +1,119 @@
+"""The `wmtp` flow's wiring under a Prefect test server, with stand-ins for the wrapped wmtp_core functions:
+DAG order and lineage (task_inputs), visible skips, MLflow parent/nested runs, provenance, upload, Cached reruns,
+and a rerun of exactly the affected steps when an input file changes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fixtures.orch import StandIns, prefect_server, task_runs
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture()
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[StandIns, Path]:
+    prefect_server()
+    storage = tmp_path / "storage"
+    for source in ("codecontests", "mbpp", "humaneval"):
+        (storage / "datasets" / source / "source").mkdir(parents=True)
+        (storage / "datasets" / source / "source" / "rows.jsonl").write_text(f'{{"source": "{source}"}}\n')
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    return StandIns(monkeypatch, tmp_path / "stand-ins"), storage
+
+
+def _flow(tmp_path: Path):
+    from flows.wmtp import wmtp
+
+    return wmtp.with_options(result_storage=tmp_path / "results")
+
+
+
+def _upstream_ids(run: object, param: str) -> set[str]:
+    return {str(i.id) for i in run.task_inputs.get(param, []) if getattr(i, "input_type", "") == "task_run"}
+
+
+def test_verifiable_flow_lineage_mlflow_provenance_and_cache(env, tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    fakes, storage = env
+    flow = _flow(tmp_path)
+    kwargs = dict(experiment="verifiable", storage_root=str(storage), upload_target=str(tmp_path / "volume"))
+    first = flow(**kwargs)
+
+    runs = task_runs(first.flow_run_id)
+    names = [r.name.rsplit("-", 1)[0] for r in runs]
+    order = ["synthetic-base", "convert-checkpoint", "build-micro", "stage1", "stage2", "evaluate",
+             "upload-artifacts"]
+    assert [n for n in names if n in order] == order
+    by = {r.name.rsplit("-", 1)[0]: r for r in runs}
+    assert by["build-reference-skipped"].state_name == "Skipped"
+    assert all(by[n].state_name == "Completed" for n in order + ["prepare-validate-datasets"])
+    ids = {n: str(r.id) for n, r in by.items()}
+    assert _upstream_ids(by["convert-checkpoint"], "source_dir") == {ids["synthetic-base"]}
+    assert _upstream_ids(by["build-micro"], "base") == {ids["convert-checkpoint"]}
+    assert _upstream_ids(by["stage1"], "model") == {ids["build-micro"]}
+    assert _upstream_ids(by["stage2"], "datasets") == {ids["prepare-validate-datasets"]}
+    assert _upstream_ids(by["stage2"], "upstream") == {ids["stage1"]}
+    assert _upstream_ids(by["evaluate"], "stage") == {ids["stage2"]}
+    assert _upstream_ids(by["upload-artifacts"], "stage") == {ids["stage2"]}
+
+    stage1_cmd, stage2_cmd = fakes.commands
+    assert "stages=[stage1]" in stage1_cmd and "--resume" not in stage1_cmd
+    assert Path(stage2_cmd[stage2_cmd.index("--resume") + 1]).name == "stage1-step-0000002"
+    assert {e["WMTP_PARENT_RUN_ID"] for e in fakes.envs} == {first.mlflow_parent_run_id}
+
+    client = MlflowClient()
+    parent = client.get_run(first.mlflow_parent_run_id)
+    assert parent.data.tags["prefect.flow_run_id"] == first.flow_run_id
+    children = client.search_runs([parent.info.experiment_id],
+                                  f"tags.mlflow.parentRunId = '{first.mlflow_parent_run_id}'")
+    assert [c.data.metrics["pass_at_1"] for c in children] == [0.25]
+    assert first.pass_at_k == {"pass@1": 0.25}
+
+    record = (first.model_dir.parent / "provenance.json").read_text()
+    assert first.flow_run_id in record and "dataset_manifest_sha256" in record
+    assert (tmp_path / "volume" / ".wmtp-manifest.json").is_file()
+
+    second = flow(**kwargs)
+    states = {r.name.rsplit("-", 1)[0]: r.state_name for r in task_runs(second.flow_run_id)}
+    cached = ["synthetic-base", "convert-checkpoint", "prepare-validate-datasets", "build-micro", "stage1",
+              "stage2", "evaluate"]
+    assert {n: states[n] for n in cached} == dict.fromkeys(cached, "Cached")
+    assert [fakes.count(s) for s in ("prepare", "build-micro-seed0", "train-stage1", "train-stage2")] == [1, 1, 1, 1]
+
+    (storage / "datasets" / "mbpp" / "source" / "rows.jsonl").write_text('{"source": "mbpp", "edited": 1}\n')
+    third = flow(**kwargs)
+    states = {r.name.rsplit("-", 1)[0]: r.state_name for r in task_runs(third.flow_run_id)}
+    assert states["prepare-validate-datasets"] == "Completed"
+    assert states["convert-checkpoint"] == states["build-micro"] == "Cached"
+    assert states["stage1"] == states["stage2"] == "Completed"
+    assert [fakes.count(s) for s in ("prepare", "build-micro-seed0", "train-stage2")] == [2, 1, 2]
+
+
+def test_compare_skips_what_each_experiment_does_not_need_and_publishes_a_table(
+        env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    import flows.wmtp
+
+    fakes, storage = env
+    monkeypatch.setattr(flows.wmtp, "wmtp", _flow(tmp_path))
+    compare = flows.wmtp.wmtp_compare.with_options(result_storage=tmp_path / "results")
+    baseline, rho1 = compare(experiments=["baseline", "rho1"], storage_root=str(storage))
+
+    base_states = {r.name.rsplit("-", 1)[0]: r.state_name for r in task_runs(baseline.flow_run_id)}
+    assert base_states["stage1-skipped"] == base_states["build-reference-skipped"] == "Skipped"
+    assert base_states["upload-artifacts-skipped"] == "Skipped"
+    rho_states = {r.name.rsplit("-", 1)[0]: r.state_name for r in task_runs(rho1.flow_run_id)}
+    assert rho_states["build-reference"] == "Completed" and rho_states["stage1-skipped"] == "Skipped"
+    assert fakes.count("build-micro-seed1") == 1
+    rho_cmd = fakes.commands[-1]
+    assert any(a.startswith("paths.reference_model_dir=") and a.endswith("micro-ref-mtp") for a in rho_cmd)
+    assert "--recipe" in rho_cmd and rho_cmd[rho_cmd.index("--recipe") + 1] == "configs/recipe.rho1_weighted.yaml"
+
+    with get_client(sync_client=True) as client:
+        tables = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["wmtp-comparison"])))
+    assert tables and "rho1" in str(tables[0].data) and "baseline" in str(tables[0].data)
