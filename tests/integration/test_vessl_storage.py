@@ -137,3 +137,16 @@ def test_cli_sync_and_fetch(server, sources, tmp_path, capsys) -> None:
                       "--env-file", str(env)]) == 0
     assert (tmp_path / "d/mbpp/train.jsonl").is_file()
     assert TOKEN not in capsys.readouterr().out
+
+
+def test_cli_errors_are_one_clear_line(server, tmp_path, capsys, monkeypatch) -> None:
+    for key in ("VESSL_ACCESS_TOKEN", "VESSL_ORGANIZATION", "VESSL_PROJECT"):
+        monkeypatch.delenv(key, raising=False)
+    missing_env = tmp_path / "none.env"
+    assert wmtp_main(["sync-storage", str(tmp_path), "--to", "volume://s/v", "--env-file", str(missing_env)]) == 2
+    assert "missing VESSL_ACCESS_TOKEN, VESSL_ORGANIZATION, VESSL_PROJECT" in capsys.readouterr().err
+    env = write_env_file(tmp_path / ".env.vessl", server)
+    assert wmtp_main(["sync-storage", str(tmp_path / "nope"), "--to", "volume://s/v", "--env-file", str(env)]) == 2
+    assert "nope: source does not exist" in capsys.readouterr().err
+    assert wmtp_main(["sync-storage", str(tmp_path), "--to", "s3://bucket/x", "--env-file", str(env)]) == 2
+    assert "expected volume://<storage>/<volume>" in capsys.readouterr().err

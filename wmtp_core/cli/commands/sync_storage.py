@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -15,14 +16,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument("--verify", choices=("size", "hash"), default="size",
                     help="after upload check sizes in the listing, or download and compare SHA256")
     up.add_argument("--env-file", type=Path, default=None, help="default: .env.vessl at the repo root")
-    up.set_defaults(func=_sync)
+    up.set_defaults(func=lambda a: _guarded(_sync, a))
 
     down = subparsers.add_parser("fetch-storage", help="download a VESSL Storage volume path (verifies SHA256)")
     down.add_argument("source", help="volume://<storage>/<volume>[/path]")
     down.add_argument("--to", required=True, dest="dest", type=Path, help="local directory")
     down.add_argument("--dry-run", action="store_true")
     down.add_argument("--env-file", type=Path, default=None)
-    down.set_defaults(func=_fetch)
+    down.set_defaults(func=lambda a: _guarded(_fetch, a))
+
+
+def _guarded(fn, args: argparse.Namespace) -> int:
+    """Expected failures (bad config, missing source, API gave up, verification) -> one redacted line, exit 2."""
+    from wmtp_core.secrets import EnvFileError, redact
+    from wmtp_core.vessl_client.retry import VesslApiError
+    from wmtp_core.vessl_client.sync import SyncError
+
+    try:
+        return fn(args)
+    except (ValueError, FileNotFoundError, EnvFileError, VesslApiError, SyncError) as exc:
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        return 2
 
 
 def _store(env_file: Path | None):
