@@ -43,5 +43,9 @@ class SourceLayout:
         name = f"{split}_{suffix}" if suffix else split
         return self.dir / BUCKETS[int(incorrect)] / f"{name}.jsonl"
 
+    def relative(self, path: Path) -> str:
+        """`path` relative to the datasets root (how prepare-data names files in messages and rejects)."""
+        return path.relative_to(self.root).as_posix()
+
     def output_files(self) -> list[Path]:
         return [self.raw_file] + [self.dir / b / f"{s}.jsonl" for b in BUCKETS for s in SPLIT_FILES]

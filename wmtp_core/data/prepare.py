@@ -86,8 +86,14 @@ def _processed_row(prompt: str, code: str, row: dict, source: str) -> dict:
 
 
 def _truncate_code(code: str, budget: Budget, room: int) -> str:
-    ids = budget.tokenizer.encode(code)[: max(room - 1, 0)]
-    return budget.tokenizer.decode(ids)
+    """The longest token prefix of `code` whose re-encoding (+ EOS) still fits in `room`."""
+    ids = budget.tokenizer.encode(code)
+    keep = room - 1
+    text = budget.tokenizer.decode(ids[:keep])
+    while keep > 0 and budget.code_len(text) > room:
+        keep -= 1
+        text = budget.tokenizer.decode(ids[:keep])
+    return text
 
 
 def process_row(row: dict, source: str, budget: Budget) -> Processed:

