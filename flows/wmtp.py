@@ -78,13 +78,14 @@ def _base_model(loc: Locations, base_checkpoint: str | None, steps: Steps) -> Pr
     return steps.add("convert-checkpoint", convert_checkpoint.submit(source, str(loc.synthetic_base_dir)))
 
 
-def _reference(experiment: str, use_micro_model: bool, base: Any, loc: Locations, steps: Steps) -> Any:
+def _reference(experiment: str, use_micro_model: bool, micro_plan: str, base: Any, loc: Locations,
+               steps: Steps) -> Any:
     if experiment != "rho1":
         steps.add("build-reference", skip("build-reference", f"{experiment} uses no reference model"))
         return None
     if use_micro_model:
         future = build_micro.with_options(name="build-reference").submit(
-            base, str(loc.micro_reference_dir), paths.CODE_TOKENIZER, seed=1)
+            base, str(loc.micro_reference_dir), paths.CODE_TOKENIZER, plan=micro_plan, seed=1)
         return steps.add("build-reference", future)
     if not (loc.reference_dir / "metadata.json").is_file():
         raise FileNotFoundError(f"{loc.reference_dir}: Rho-1 needs a converted reference model "
@@ -112,7 +113,7 @@ def train_args(experiment: str, preset: str, use_micro_model: bool, dataset_suff
 def wmtp(experiment: Experiment = "verifiable", preset: str = "smoke", use_micro_model: bool = True,
          dataset_suffix: str | None = "small", base_checkpoint: str | None = None, infrastructure: str = "local",
          device: str = "cpu", eval_dataset: str = "mbpp", eval_limit: int | None = 4, eval_n: int = 1,
-         eval_max_new_tokens: int = 64, upload_target: str | None = None,
+         eval_max_new_tokens: int = 64, upload_target: str | None = None, micro_plan: str = "default",
          storage_root: str | None = None) -> ExperimentSummary:
     """Run one experiment: data, base/micro model, the experiment's stages, eval, upload."""
     if experiment not in RECIPES:
@@ -124,7 +125,8 @@ def wmtp(experiment: Experiment = "verifiable", preset: str = "smoke", use_micro
                                    "wmtp.infrastructure": infrastructure})
     try:
         summary = _run(experiment, preset, use_micro_model, dataset_suffix, base_checkpoint, infrastructure, device,
-                       eval_dataset, eval_limit, eval_n, eval_max_new_tokens, upload_target, loc, steps, parent)
+                       eval_dataset, eval_limit, eval_n, eval_max_new_tokens, upload_target, micro_plan, loc, steps,
+                       parent)
     except BaseException:
         _mlflow.finish(parent, "FAILED")
         raise
@@ -137,19 +139,20 @@ def wmtp(experiment: Experiment = "verifiable", preset: str = "smoke", use_micro
 
 def _run(experiment: str, preset: str, use_micro_model: bool, dataset_suffix: str | None,
          base_checkpoint: str | None, infrastructure: str, device: str, eval_dataset: str, eval_limit: int | None,
-         eval_n: int, eval_max_new_tokens: int, upload_target: str | None, loc: Locations, steps: Steps,
-         parent: str) -> ExperimentSummary:
+         eval_n: int, eval_max_new_tokens: int, upload_target: str | None, micro_plan: str, loc: Locations,
+         steps: Steps, parent: str) -> ExperimentSummary:
     env = {_mlflow.PARENT_ENV: parent, "MLFLOW_TRACKING_URI": resolve_tracking_uri(None)}
     sources = list(DEFAULT_SOURCES)
     datasets = steps.add("prepare-validate-datasets", prepare_and_validate.submit(
         str(loc.datasets_root), sources, paths.CODE_TOKENIZER, DATA_MAX_TOKENS, loc.source_dirs(sources)))
     base = _base_model(loc, base_checkpoint, steps)
     if use_micro_model:
-        model = steps.add("build-micro", build_micro.submit(base, str(loc.micro_dir), paths.CODE_TOKENIZER))
+        model = steps.add("build-micro", build_micro.submit(base, str(loc.micro_dir), paths.CODE_TOKENIZER,
+                                                            plan=micro_plan))
     else:
         steps.add("build-micro", skip("build-micro", "use_micro_model=False: training the base model itself"))
         model = base
-    reference = _reference(experiment, use_micro_model, base, loc, steps)
+    reference = _reference(experiment, use_micro_model, micro_plan, base, loc, steps)
 
     local_paths = None
     if infrastructure == "local":  # remote jobs use the storage/ locations inside their image
@@ -197,13 +200,13 @@ def _model_dir(handle: Any) -> Path:
 def wmtp_compare(experiments: list[Experiment] | None = None, preset: str = "smoke", use_micro_model: bool = True,
                  dataset_suffix: str | None = "small", base_checkpoint: str | None = None,
                  infrastructure: str = "local", device: str = "cpu", eval_dataset: str = "mbpp",
-                 eval_limit: int | None = 4, upload_target: str | None = None,
+                 eval_limit: int | None = 4, upload_target: str | None = None, micro_plan: str = "default",
                  storage_root: str | None = None) -> list[ExperimentSummary]:
     """Run several experiments one after another (each a `wmtp` subflow) and publish a comparison table."""
     summaries = [wmtp(experiment=e, preset=preset, use_micro_model=use_micro_model, dataset_suffix=dataset_suffix,
                       base_checkpoint=base_checkpoint, infrastructure=infrastructure, device=device,
                       eval_dataset=eval_dataset, eval_limit=eval_limit, upload_target=upload_target,
-                      storage_root=storage_root)
+                      micro_plan=micro_plan, storage_root=storage_root)
                  for e in (experiments or list(RECIPES))]
     if len(summaries) > 1:
         create_table_artifact(comparison_rows(summaries), key="wmtp-comparison",

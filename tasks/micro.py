@@ -9,10 +9,13 @@ from tasks.results import ModelArtifact, model_artifact
 
 
 @wmtp_task("build-micro")
-def build_micro(base: ModelArtifact, out_dir: str, tokenizer_model: Path, seed: int = 0) -> ModelArtifact:
-    from wmtp_core.artifacts.micro import MicroPlan, build_micro_model
+def build_micro(base: ModelArtifact, out_dir: str, tokenizer_model: Path, plan: str = "default",
+                seed: int = 0) -> ModelArtifact:
+    """`plan`: a name in wmtp_core.artifacts.micro.PLANS ("default": the design's dim-512 micro; "tiny": tests).
+    A different model already at `out_dir` is replaced (this step only runs when its inputs changed)."""
+    from wmtp_core.artifacts.micro import PLANS, build_micro_model
 
-    result = build_micro_model(base.model_dir, out_dir, tokenizer_model=tokenizer_model, plan=MicroPlan(seed=seed),
-                               force=True)
+    result = build_micro_model(base.model_dir, out_dir, tokenizer_model=tokenizer_model,
+                               plan=PLANS[plan](seed=seed), force=True)
     print(result.message)
-    return model_artifact(Path(out_dir), result.message)
+    return model_artifact(Path(result.out_dir), result.message)

@@ -1,0 +1,98 @@
+"""Run the whole WMTP DAG locally: `uv run python flows/local.py`.
+
+All three experiments (or `--experiment NAME`) on the embedded default: the shipped small datasets, a micro model
+built from the real base when one is converted at storage/models/meta-llama-mtp (else from a synthetic base, with
+a notice), the `smoke` preset, local-process training, a 4-problem MBPP eval, and an upload to a local directory
+standing in for a volume. Prefect runs ephemerally (no server needed); task results persist under storage/prefect,
+so a second identical run reuses convert / validate / build (and unchanged training) and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+EXPERIMENTS = ("baseline", "verifiable", "rho1")
+REUSABLE = ("convert-checkpoint", "prepare-validate-datasets", "build-micro")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="flows/local.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--experiment", choices=(*EXPERIMENTS, "all"), default="all")
+    p.add_argument("--preset", default="smoke", help="configs/presets/<name>.yaml (default: smoke)")
+    p.add_argument("--base-checkpoint", default=None,
+                   help="Meta-format checkpoint dir (consolidated.pth, params.json, tokenizer.model) or a converted "
+                        "model dir; default: storage/models/meta-llama-mtp if converted, else a synthetic base")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "mps", "auto"))
+    p.add_argument("--micro-plan", default="default", choices=("default", "tiny"))
+    p.add_argument("--eval-limit", type=int, default=4, help="problems evaluated per experiment")
+    p.add_argument("--upload-target", default=None,
+                   help="directory or volume://… (default: storage/runs/_volume, a local stand-in for a volume)")
+    return p.parse_args(argv)
+
+
+def configure_prefect() -> None:
+    """Ephemeral Prefect on a busy laptop: allow a slow first server start; no telemetry."""
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+
+
+def cache_report(summaries: list) -> list[str]:
+    lines = []
+    for s in summaries:
+        states = {r.step: r.state for r in s.steps}
+        reused = [step for step in REUSABLE if states.get(step) == "Cached"]
+        ran = [r.step for r in s.steps if r.state == "Completed"]
+        cached = [r.step for r in s.steps if r.state == "Cached"]
+        lines.append(f"  {s.experiment}: cached {len(cached)} step(s) {cached}; ran {ran}")
+        if reused:
+            lines.append(f"    cache hit for {', '.join(reused)} (inputs unchanged since an earlier run)")
+    return lines
+
+
+def ui_help(tracking_uri: str) -> str:
+    home = os.environ.get("PREFECT_HOME", "~/.prefect")
+    store = tracking_uri if not tracking_uri.startswith("sqlite") else f"'{tracking_uri}'"
+    return "\n".join([
+        "Prefect UI (the flow runs above are in the local Prefect database under " + home + "):",
+        "  uv run prefect server start        # then open http://127.0.0.1:4200",
+        "MLflow UI:",
+        f"  uv run mlflow ui --backend-store-uri {store}        # then open http://127.0.0.1:5000",
+        "Provenance of a trained model:",
+        "  uv run wmtp provenance storage/runs/<run>/model",
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure_prefect()
+    from flows.report import comparison_rows, console_table, steps_table
+    from flows.wmtp import wmtp_compare
+    from wmtp_core import paths
+    from wmtp_core.tracking.mlflow_backend import resolve_tracking_uri
+
+    experiments = list(EXPERIMENTS) if args.experiment == "all" else [args.experiment]
+    upload = args.upload_target or str(paths.RUNS_ROOT / "_volume")
+    started = time.perf_counter()
+    summaries = wmtp_compare(experiments=experiments, preset=args.preset, base_checkpoint=args.base_checkpoint,
+                             device=args.device, eval_limit=args.eval_limit, upload_target=upload,
+                             micro_plan=args.micro_plan)
+    wall = time.perf_counter() - started
+    print("\n=== WMTP comparison ===")
+    print(console_table(comparison_rows(summaries)))
+    print("\n=== Steps ===")
+    print(steps_table(summaries))
+    print("\n=== Cache ===")
+    print("\n".join(cache_report(summaries)))
+    print(f"\nwall time: {wall:.1f} s for {len(summaries)} experiment(s); artifacts uploaded to {upload}\n")
+    print(ui_help(resolve_tracking_uri(None)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.exit(main())
