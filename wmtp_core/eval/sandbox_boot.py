@@ -70,6 +70,17 @@ def make_hook(workdir: str):
     return hook
 
 
+def _exit(code: object = None) -> None:
+    raise SystemExit(code)
+
+
+def install_site_builtins() -> None:
+    """`exit()` / `quit()`, which `site` would define (the child runs with -S)."""
+    import builtins
+
+    builtins.exit = builtins.quit = _exit
+
+
 def run_program(path: str) -> int:
     with open(path, encoding="utf-8") as handle:
         source = handle.read()
@@ -101,8 +112,12 @@ def main() -> int:
     set_limits({"cpu_s": cpu_s, "memory_bytes": memory_bytes, "fsize_bytes": fsize_bytes, "nproc": nproc})
     if hooks == "1":
         sys.addaudithook(make_hook(workdir))
+    install_site_builtins()
     code = run_program(os.path.join(workdir, program))
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):  # the program closed or broke its stdout
+        pass
     return code
 
 
