@@ -23,7 +23,7 @@ from wmtp_core.artifacts.verify import verify_model_dir
 from wmtp_core.artifacts.writer import (
     DEFAULT_MAX_SHARD_BYTES,
     ModelDirSpec,
-    ShardLoader,
+    TensorLoader,
     iter_keys_sizes,
     plan_shards,
     torch_dtype,
@@ -109,18 +109,16 @@ def existing_conversion(out: Path, source_files: dict[str, FileEntry], settings:
     return f"{out}: already converted from this source ({meta.created_at}); nothing to do"
 
 
-def mmap_loader(checkpoint: Path, dtype: torch.dtype) -> ShardLoader:
-    """Reopen the memory map for each shard so earlier shards' source pages are released."""
-    def load(keys: list[str]) -> dict[str, torch.Tensor]:
+def mmap_loader(checkpoint: Path, dtype: torch.dtype) -> TensorLoader:
+    """Map the checkpoint afresh for every tensor, so earlier tensors' source pages leave memory with the map."""
+    def load(key: str) -> torch.Tensor:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
-        out: dict[str, torch.Tensor] = {}
-        for key in keys:
-            tensor = state[key].to(dtype).contiguous()
-            if not torch.isfinite(tensor).all() and torch.isfinite(state[key]).all():
-                raise ArtifactError(f"{checkpoint}: tensor {key} overflows {dtype} (values beyond its range)")
-            out[key] = tensor
+        source = state.pop(key)
         del state
-        return out
+        tensor = source.to(dtype).contiguous()
+        if not torch.isfinite(tensor).all() and torch.isfinite(source).all():
+            raise ArtifactError(f"{checkpoint}: tensor {key} overflows {dtype} (values beyond its range)")
+        return tensor
     return load
 
 

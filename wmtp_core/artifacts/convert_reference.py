@@ -174,15 +174,12 @@ def mapped_names(locations: dict[str, Path], args: ModelArgs, tie: bool) -> dict
 
 
 def hf_loader(locations: dict[str, Path], names: dict[str, str], args: ModelArgs,
-              dtype: torch.dtype) -> Callable[[list[str]], dict[str, torch.Tensor]]:
-    def load(keys: list[str]) -> dict[str, torch.Tensor]:
-        by_file: dict[Path, list[str]] = {}
-        for key in keys:
-            by_file.setdefault(locations[names[key]], []).append(names[key])
-        raw: dict[str, torch.Tensor] = {}
-        for path, hf_names in by_file.items():
-            raw.update(_read_tensors(path, hf_names))
-        return {key: _convert_tensor(key, raw[names[key]], args).to(dtype).contiguous() for key in keys}
+              dtype: torch.dtype) -> Callable[[str], torch.Tensor]:
+    """Read one tensor at a time from its source file (memory-mapped), un-permute q/k, cast."""
+    def load(key: str) -> torch.Tensor:
+        hf_name = names[key]
+        raw = _read_tensors(locations[hf_name], [hf_name])[hf_name]
+        return _convert_tensor(key, raw, args).to(dtype).contiguous()
     return load
 
 

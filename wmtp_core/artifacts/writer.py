@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 
-from vendor.meta_llama.model import ModelArgs
+from vendor.meta_llama.model import ModelArgs, expected_shapes
 from vendor.meta_llama.tokenizer import Tokenizer
 from wmtp_core.artifacts.adapter_config import MetaAdapterConfig, adapter_yaml_text, hf_style_config
 from wmtp_core.artifacts.layout import (
@@ -27,13 +26,14 @@ from wmtp_core.artifacts.layout import (
     ArtifactMetadata,
     ModelLayout,
 )
+from wmtp_core.artifacts.safetensors_stream import write_streaming
 from wmtp_core.artifacts.verify import file_entries, write_cache
 from wmtp_core.io import atomic_output, atomic_write_json, atomic_write_text, default_mode, sha256_file
 
 DEFAULT_MAX_SHARD_BYTES = 2 * 1024**3
 TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
-ShardLoader = Callable[[list[str]], dict[str, torch.Tensor]]
+TensorLoader = Callable[[str], torch.Tensor]  # key -> tensor already in the output dtype
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -67,33 +67,29 @@ def shard_file_names(n_shards: int) -> list[str]:
     return [f"model-{i:05d}-of-{n_shards:05d}.safetensors" for i in range(1, n_shards + 1)]
 
 
-def write_shards(safetensors_dir: Path, plan: list[list[str]], load: ShardLoader) -> int:
-    """Write each shard (plus the index when sharded); return the parameter count written."""
+def write_shards(safetensors_dir: Path, plan: list[list[str]], shapes: dict[str, tuple[int, ...]],
+                 dtype: torch.dtype, load: TensorLoader) -> int:
+    """Write each shard tensor by tensor (plus the index when sharded); return the parameter count written."""
     safetensors_dir.mkdir(parents=True, exist_ok=True)
     names = shard_file_names(len(plan))
     weight_map: dict[str, str] = {}
-    n_params = total_bytes = 0
+    total_bytes = 0
     for name, keys in zip(names, plan):
-        tensors = load(keys)
-        if sorted(tensors) != sorted(keys):
-            raise RuntimeError(f"shard {name}: loader returned {sorted(tensors)} for {sorted(keys)}")
-        save_file(tensors, str(safetensors_dir / name), metadata={"format": "pt"})
-        default_mode(safetensors_dir / name)  # safetensors creates files owner-only
-        n_params += sum(t.numel() for t in tensors.values())
-        total_bytes += sum(t.numel() * t.element_size() for t in tensors.values())
+        path = safetensors_dir / name
+        total_bytes += write_streaming(path, [(k, shapes[k]) for k in keys], dtype, load)
+        default_mode(path)
         weight_map.update(dict.fromkeys(keys, name))
-        del tensors
-        gc.collect()  # drop the shard (and any memory map behind it) before loading the next
+        gc.collect()
     if len(plan) > 1:
         atomic_write_json(safetensors_dir / INDEX_NAME,
                           {"metadata": {"total_size": total_bytes}, "weight_map": weight_map})
-    return n_params
+    return total_bytes // dtype.itemsize
 
 
-def state_loader(state: dict[str, torch.Tensor], dtype: torch.dtype) -> ShardLoader:
+def state_loader(state: dict[str, torch.Tensor], dtype: torch.dtype) -> TensorLoader:
     """Loader over an in-memory state dict, casting to `dtype` (contiguous CPU tensors)."""
-    def load(keys: list[str]) -> dict[str, torch.Tensor]:
-        return {k: state[k].detach().to("cpu", dtype).contiguous() for k in keys}
+    def load(key: str) -> torch.Tensor:
+        return state[key].detach().to("cpu", dtype).contiguous()
     return load
 
 
@@ -141,12 +137,12 @@ def now_utc() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
-def write_model_dir(out_dir: Path, spec: ModelDirSpec, plan: list[list[str]], load: ShardLoader) -> ArtifactMetadata:
+def write_model_dir(out_dir: Path, spec: ModelDirSpec, plan: list[list[str]], load: TensorLoader) -> ArtifactMetadata:
     """Write the full layout into a temporary sibling of out_dir and swap it in; return the metadata."""
     with atomic_output(out_dir) as stage:
         layout = ModelLayout(stage)
         stage.mkdir()
-        n_params = write_shards(layout.safetensors_dir, plan, load)
+        n_params = write_shards(layout.safetensors_dir, plan, expected_shapes(spec.args), torch_dtype(spec.dtype), load)
         write_configs(layout, spec.args, spec.dtype, spec.params_extra, spec.config_json)
         write_tokenizer(layout, spec.tokenizer_model, spec.tokenizer_extra_files)
         meta = _metadata(layout, spec, n_params)
