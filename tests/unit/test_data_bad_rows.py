@@ -71,7 +71,11 @@ def _place(root: Path, name: str, where: str) -> tuple[SourceLayout, Path]:
 def test_bad_row_is_rejected_with_its_precise_error(tmp_path, name) -> None:
     where, field, reason = CASES[name]
     layout, placed = _place(tmp_path, name, where)
+    before = placed.read_bytes()
     report = prepare_source(layout, Budget(TOK, max_tokens=256), SplitConfig())
+    assert all(p.is_file() for p in layout.output_files())
+    if where == "raw":
+        assert placed.read_bytes() == before  # an input raw file is never rewritten
     tail = f"{field}: {reason}$"
     expected = re.compile(re.escape(f"{layout.relative(placed)}:2: ") + tail)
     assert len(report.errors) == 1, report.errors
@@ -85,3 +89,13 @@ def test_bad_row_is_rejected_with_its_precise_error(tmp_path, name) -> None:
         assert len(fc.errors) == 1
         assert re.compile(re.escape(f"{display_path(placed)}:2: ") + tail).match(str(fc.errors[0]))
         assert fc.total == 2 and len(fc.rows) == 1
+
+
+def test_source_with_only_bad_rows_still_writes_every_output(tmp_path) -> None:
+    layout = SourceLayout(tmp_path, "mbpp")
+    layout.source_dir.mkdir(parents=True)
+    (layout.source_dir / "mbpp.jsonl").write_text("{broken\n", encoding="utf-8")
+    report = prepare_source(layout, Budget(TOK, max_tokens=256), SplitConfig())
+    assert (report.kept, report.rejected) == (0, 1)
+    assert layout.raw_file.read_text() == ""
+    assert all(p.is_file() for p in layout.output_files())

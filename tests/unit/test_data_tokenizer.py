@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import sentencepiece as spm
 
 from vendor.meta_llama.tokenizer import Tokenizer
 from wmtp_core import paths
+from wmtp_core.data.sp import SpTokenizer
 from wmtp_core.data.tokenizer_train import TokenizerSpec, train_code_tokenizer, train_tokenizer_bytes
 
 CODE = 'def f(x):\n\tif x:\n        return  x  # é 你好 ∑\n\n\n    pass\r\nprint("a\\n")\n'
@@ -46,3 +50,17 @@ def test_training_is_deterministic_and_model_type_is_checked() -> None:
         assert "model_type" in str(err)
     else:
         raise AssertionError("an unknown model_type must be rejected")
+
+
+def test_light_wrapper_matches_vendor_tokenizer() -> None:
+    for model in (paths.CODE_TOKENIZER, paths.MISTRAL_TOKENIZER):
+        light, vendor = SpTokenizer(model), Tokenizer(model)
+        assert (light.bos_id, light.eos_id, light.pad_id) == (vendor.bos_id, vendor.eos_id, vendor.pad_id)
+        assert light.encode(CODE, bos=True, eos=True) == vendor.encode(CODE, bos=True, eos=True)
+        assert light.decode(light.encode(CODE)) == CODE
+
+
+def test_data_pipeline_does_not_import_torch() -> None:
+    code = "import sys, wmtp_core.data.api, wmtp_core.data.loading; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

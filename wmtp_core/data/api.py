@@ -88,7 +88,8 @@ def summary_counts(reports: list[SourceReport], validation: ValidationReport) ->
     counts = {}
     for r in reports:
         counts[r.source] = {"records_in": r.records_in, "in": r.rows_in, "kept": r.kept, "rejected": r.rejected,
-                            **validation.counts.get(r.source, {})}
+                            "shortened": r.shortened, "truncated": r.truncated, "special_judge": r.special_judge,
+                            "skipped": sum(r.skipped.values()), **validation.counts.get(r.source, {})}
     return counts
 
 

@@ -10,20 +10,14 @@ else -100 (head k at position t predicts the token k+1 steps ahead; prompt token
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
 from wmtp_core.data.schema import EOS_TEXT
+from wmtp_core.data.sp import TokenizerLike
 
 IGNORE = -100
-
-
-class TokenizerLike(Protocol):
-    bos_id: int
-    eos_id: int
-
-    def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]: ...
 
 
 def encode_example(tokenizer: TokenizerLike, row: dict, max_len: int) -> dict[str, Any]:

@@ -6,7 +6,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vendor.meta_llama.tokenizer import Tokenizer
 from wmtp_core.data.atomic import atomic_write_jsonl
 from wmtp_core.data.errors import RowError
 from wmtp_core.data.layout import SPLIT_FILES, SourceLayout
@@ -14,6 +13,7 @@ from wmtp_core.data.prepare import Budget, process_row
 from wmtp_core.data.schema import combine, raw_problems, round_of
 from wmtp_core.data.sources.common import SourceRows
 from wmtp_core.data.sources.registry import read_source
+from wmtp_core.data.sp import SpTokenizer
 from wmtp_core.data.split import SMALL, SplitConfig, assign_splits, round_groups, small_groups
 
 
@@ -108,8 +108,7 @@ def prepare_source(layout: SourceLayout, budget: Budget, cfg: SplitConfig) -> So
         _reject(report, rejects, err, "source")
     raw, origins = _valid_raw(rows, report, rejects)
     report.raw_rows = len(raw)
-    from_raw = not rows.origins or rows.origins[0][0].endswith(f"raw/{layout.source}.jsonl")
-    if not from_raw:
+    if not rows.from_raw:
         atomic_write_jsonl(layout.raw_file, raw)
     kept = _process(raw, origins, layout.source, budget, report, rejects)
     _write_splits(layout, kept, cfg, report)
@@ -119,5 +118,5 @@ def prepare_source(layout: SourceLayout, budget: Budget, cfg: SplitConfig) -> So
 
 def prepare_datasets(datasets_root: Path, sources: list[str], tokenizer_model: Path, max_tokens: int = 2048,
                      cfg: SplitConfig = SplitConfig(), allow_truncation: bool = False) -> list[SourceReport]:
-    budget = Budget(Tokenizer(tokenizer_model), max_tokens, allow_truncation)
+    budget = Budget(SpTokenizer(tokenizer_model), max_tokens, allow_truncation)
     return [prepare_source(SourceLayout(datasets_root, s), budget, cfg) for s in sources]

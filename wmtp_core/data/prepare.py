@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from vendor.meta_llama.tokenizer import Tokenizer
 from wmtp_core.data.description import looks_special_judge
 from wmtp_core.data.prompt_parts import MAX_EXAMPLES, PARTS_BY_SOURCE, PromptParts, cut_words
+from wmtp_core.data.sp import TokenizerLike
 from wmtp_core.data.template import build_prompt, build_response
 
 MIN_LEGEND_WORDS = 16
@@ -22,7 +22,7 @@ MIN_LEGEND_WORDS = 16
 
 @dataclass(frozen=True)
 class Budget:
-    tokenizer: Tokenizer
+    tokenizer: TokenizerLike
     max_tokens: int = 2048
     allow_truncation: bool = False
 

@@ -6,12 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vendor.meta_llama.tokenizer import Tokenizer
 from wmtp_core.data.errors import RowError
 from wmtp_core.data.frames import frame_errors, processed_schema, raw_schema
 from wmtp_core.data.jsonl import iter_jsonl
 from wmtp_core.data.layout import SPLIT_FILES, SourceLayout, display_path
 from wmtp_core.data.schema import EOS_TEXT, Problem, combine, processed_problems, raw_problems, round_of
+from wmtp_core.data.sp import SpTokenizer
 from wmtp_core.data.split import SMALL, SPLITS
 
 
@@ -52,7 +52,7 @@ def read_checked(path: Path, row_check: Callable[[dict], list[Problem]]) -> File
     return fc
 
 
-def token_count(tokenizer: Tokenizer, row: dict) -> int:
+def token_count(tokenizer: SpTokenizer, row: dict) -> int:
     """BOS + prompt + code + EOS, as encode_example builds it."""
     code = row["response"][: -len(EOS_TEXT)]
     return len(tokenizer.encode(row["prompt"], bos=True)) + len(tokenizer.encode(code)) + 1
@@ -66,7 +66,7 @@ def check_raw_file(path: Path) -> FileCheck:
     return fc
 
 
-def check_processed_file(path: Path, incorrect: bool, tokenizer: Tokenizer, max_tokens: int) -> FileCheck:
+def check_processed_file(path: Path, incorrect: bool, tokenizer: SpTokenizer, max_tokens: int) -> FileCheck:
     fc = read_checked(path, lambda o: processed_problems(o, expect_correct=not incorrect))
     flat = [{"prompt": r["prompt"], "response": r["response"], **r["metadata"], "n_tokens": token_count(tokenizer, r)}
             for r in fc.rows]
@@ -101,7 +101,8 @@ def _leakage(layout: SourceLayout, files: dict[tuple[str, bool], FileCheck]) -> 
     return errors
 
 
-def validate_source(layout: SourceLayout, tokenizer: Tokenizer, max_tokens: int, report: ValidationReport) -> None:
+def validate_source(layout: SourceLayout, tokenizer: SpTokenizer, max_tokens: int,
+                    report: ValidationReport) -> None:
     counts: dict[str, int] = {}
     raw = check_raw_file(layout.raw_file)
     counts["raw"] = raw.total
@@ -119,7 +120,7 @@ def validate_source(layout: SourceLayout, tokenizer: Tokenizer, max_tokens: int,
 
 def validate_datasets(datasets_root: Path, sources: list[str], tokenizer_model: Path,
                       max_tokens: int = 2048) -> ValidationReport:
-    tokenizer = Tokenizer(tokenizer_model)
+    tokenizer = SpTokenizer(tokenizer_model)
     report = ValidationReport()
     for source in sources:
         validate_source(SourceLayout(Path(datasets_root), source), tokenizer, max_tokens, report)

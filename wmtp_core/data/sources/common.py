@@ -17,6 +17,7 @@ class SourceRows:
     errors: list[RowError] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)  # reason -> count (documented, not errors)
     records_in: int = 0
+    from_raw: bool = False  # rows were read from an existing raw file (which is then not rewritten)
 
     def add(self, row: dict, origin: tuple[str, int]) -> None:
         self.rows.append(row)

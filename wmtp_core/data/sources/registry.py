@@ -18,7 +18,7 @@ SOURCE_FILES = {"codecontests": "*.jsonl", "mbpp": "mbpp.jsonl"}
 
 def read_raw_file(path: Path, display: str) -> SourceRows:
     """An existing raw JSONL file (rows are schema-checked later, like converted rows)."""
-    out = SourceRows()
+    out = SourceRows(from_raw=True)
     for line_no, rec in iter_jsonl(path, display):
         out.records_in += 1
         if isinstance(rec, RowError):
