@@ -153,3 +153,16 @@ def test_make_strategy_errors() -> None:
         make_strategy("rho1")
     with pytest.raises(ValueError, match="weighting strategy"):
         make_strategy("other")  # type: ignore[arg-type]
+
+
+def test_verifiable_anchor_starts_from_the_head_at_first_use() -> None:
+    model, batch = tiny_transformer(n_future=2), ragged_batch(2, 10, 2, seed=8)
+    head = ValueHead(32)
+    strategy = make_strategy("verifiable", value_head=head)
+    with torch.no_grad():  # e.g. Stage 1 weights loaded after the strategy was built
+        head.net[-1].weight.fill_(0.5)
+    strategy.prepare(batch, model, model.trunk_forward(batch["input_ids"]).detach())
+    assert torch.equal(strategy.anchor.head.net[-1].weight, head.net[-1].weight)
+    fresh = make_strategy("verifiable", value_head=ValueHead(32))
+    fresh.load_state_dict(strategy.state_dict())
+    assert torch.equal(fresh.anchor.head.net[-1].weight, head.net[-1].weight)

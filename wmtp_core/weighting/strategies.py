@@ -136,8 +136,13 @@ class VerifiableStrategy:
 
     def __init__(self, value_head: ValueHead, cfg: VerifiableConfig) -> None:
         self.value_head, self.cfg = value_head, cfg
-        self.anchor = EmaAnchor(value_head, cfg.critic.ema_decay)
+        self.anchor: EmaAnchor | None = None  # copied from the head at first use (after Stage 1 weights load)
         self.generator = torch.Generator().manual_seed(cfg.seed)
+
+    def _anchor(self) -> EmaAnchor:
+        if self.anchor is None:
+            self.anchor = EmaAnchor(self.value_head, self.cfg.critic.ema_decay)
+        return self.anchor
 
     def prepare(self, batch: Mapping[str, Any], model: nn.Module, trunk: Tensor,
                 token_denom: Tensor | float | None = None) -> PreparedWeights:
@@ -146,7 +151,7 @@ class VerifiableStrategy:
         train = self.cfg.train_critic and torch.is_grad_enabled()
         with torch.set_grad_enabled(train):
             loss, metrics, values = critic_loss(self.value_head, normed, batch["response_mask"],
-                                                batch["is_correct"], self.cfg.critic, self.anchor, token_denom)
+                                                batch["is_correct"], self.cfg.critic, self._anchor(), token_denom)
         with torch.no_grad():
             w, wmetrics = self._weights(values.detach(), batch["is_correct"], mask, metrics)
         return PreparedWeights(_constant(w), aux_loss=loss if train else None, metrics={**metrics, **wmetrics})
@@ -165,14 +170,18 @@ class VerifiableStrategy:
         return [self.value_head] if self.cfg.train_critic else []
 
     def after_optimizer_step(self) -> None:
-        self.anchor.update(self.value_head)
+        self._anchor().update(self.value_head)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state(), "anchor": self.anchor.state_dict()}
+        return {"generator": self.generator.get_state(),
+                "anchor": self.anchor.state_dict() if self.anchor is not None else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
-        self.anchor.load_state_dict(state["anchor"])
+        if state["anchor"] is None:
+            self.anchor = None
+        else:
+            self._anchor().load_state_dict(state["anchor"])
 
 
 class Rho1Strategy(_Stateless):
