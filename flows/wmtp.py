@@ -95,7 +95,7 @@ def _reference(experiment: str, use_micro_model: bool, micro_plan: str, base: An
 
 
 def train_args(experiment: str, preset: str, use_micro_model: bool, dataset_suffix: str | None, device: str,
-               local_paths: dict[str, Path] | None) -> list[str]:
+               local_paths: dict[str, Path] | None, overrides: list[str] | None = None) -> list[str]:
     """`wmtp train` arguments (config paths relative to the repo root, where every block runs the command)."""
     args = ["--config", "configs/defaults.yaml", "--recipe", f"configs/{RECIPES[experiment]}", "--preset", preset,
             "--device", device]
@@ -105,7 +105,10 @@ def train_args(experiment: str, preset: str, use_micro_model: bool, dataset_suff
         args += ["--dataset-suffix", dataset_suffix]
     for key, value in (local_paths or {}).items():
         args += ["--set", f"paths.{key}={value}"]
-    return [*args, "--set", "train.progress_bar=false"]
+    args += ["--set", "train.progress_bar=false"]
+    for override in overrides or []:
+        args += ["--set", override]
+    return args
 
 
 @flow(name="wmtp", result_storage=result_storage_path(), log_prints=True,
@@ -114,7 +117,7 @@ def wmtp(experiment: Experiment = "verifiable", preset: str = "smoke", use_micro
          dataset_suffix: str | None = "small", base_checkpoint: str | None = None, infrastructure: str = "local",
          device: str = "cpu", eval_dataset: str = "mbpp", eval_limit: int | None = 4, eval_n: int = 1,
          eval_max_new_tokens: int = 64, upload_target: str | None = None, micro_plan: str = "default",
-         storage_root: str | None = None) -> ExperimentSummary:
+         train_overrides: list[str] | None = None, storage_root: str | None = None) -> ExperimentSummary:
     """Run one experiment: data, base/micro model, the experiment's stages, eval, upload."""
     if experiment not in RECIPES:
         raise ValueError(f"experiment: expected one of {sorted(RECIPES)}, got {experiment!r}")
@@ -125,8 +128,8 @@ def wmtp(experiment: Experiment = "verifiable", preset: str = "smoke", use_micro
                                    "wmtp.infrastructure": infrastructure})
     try:
         summary = _run(experiment, preset, use_micro_model, dataset_suffix, base_checkpoint, infrastructure, device,
-                       eval_dataset, eval_limit, eval_n, eval_max_new_tokens, upload_target, micro_plan, loc, steps,
-                       parent)
+                       eval_dataset, eval_limit, eval_n, eval_max_new_tokens, upload_target, micro_plan,
+                       list(train_overrides or []), loc, steps, parent)
     except BaseException:
         _mlflow.finish(parent, "FAILED")
         raise
@@ -139,8 +142,8 @@ def wmtp(experiment: Experiment = "verifiable", preset: str = "smoke", use_micro
 
 def _run(experiment: str, preset: str, use_micro_model: bool, dataset_suffix: str | None,
          base_checkpoint: str | None, infrastructure: str, device: str, eval_dataset: str, eval_limit: int | None,
-         eval_n: int, eval_max_new_tokens: int, upload_target: str | None, micro_plan: str, loc: Locations,
-         steps: Steps, parent: str) -> ExperimentSummary:
+         eval_n: int, eval_max_new_tokens: int, upload_target: str | None, micro_plan: str,
+         train_overrides: list[str], loc: Locations, steps: Steps, parent: str) -> ExperimentSummary:
     env = {_mlflow.PARENT_ENV: parent, "MLFLOW_TRACKING_URI": resolve_tracking_uri(None)}
     sources = list(DEFAULT_SOURCES)
     datasets = steps.add("prepare-validate-datasets", prepare_and_validate.submit(
@@ -161,7 +164,7 @@ def _run(experiment: str, preset: str, use_micro_model: bool, dataset_suffix: st
                        ("micro_model_dir" if use_micro_model else "base_model_dir"): model_dir}
         if reference is not None:
             local_paths["reference_model_dir"] = _model_dir(reference)
-    args = train_args(experiment, preset, use_micro_model, dataset_suffix, device, local_paths)
+    args = train_args(experiment, preset, use_micro_model, dataset_suffix, device, local_paths, train_overrides)
     tag = str(flow_run.name or flow_run.id)[:40]
     common = dict(experiment=experiment, infrastructure=infrastructure, runs_dir=str(loc.runs_dir), model=model,
                   datasets=datasets, reference=reference, env=env)
@@ -201,12 +204,13 @@ def wmtp_compare(experiments: list[Experiment] | None = None, preset: str = "smo
                  dataset_suffix: str | None = "small", base_checkpoint: str | None = None,
                  infrastructure: str = "local", device: str = "cpu", eval_dataset: str = "mbpp",
                  eval_limit: int | None = 4, upload_target: str | None = None, micro_plan: str = "default",
+                 train_overrides: list[str] | None = None,
                  storage_root: str | None = None) -> list[ExperimentSummary]:
     """Run several experiments one after another (each a `wmtp` subflow) and publish a comparison table."""
     summaries = [wmtp(experiment=e, preset=preset, use_micro_model=use_micro_model, dataset_suffix=dataset_suffix,
                       base_checkpoint=base_checkpoint, infrastructure=infrastructure, device=device,
                       eval_dataset=eval_dataset, eval_limit=eval_limit, upload_target=upload_target,
-                      micro_plan=micro_plan, storage_root=storage_root)
+                      micro_plan=micro_plan, train_overrides=train_overrides, storage_root=storage_root)
                  for e in (experiments or list(RECIPES))]
     if len(summaries) > 1:
         create_table_artifact(comparison_rows(summaries), key="wmtp-comparison",

@@ -32,9 +32,30 @@ Kind = Literal["compute", "io", "remote"]
 R = TypeVar("R")
 
 # Retries per kind of step: pure computation is deterministic (a retry would fail the same way); file and network
-# steps get a few tries with exponential backoff (base seconds below, doubling, with jitter).
+# steps get a few tries with exponential backoff (base seconds below, doubling, with jitter) — but only for
+# failures that can be transient: I/O steps retry OSErrors other than "not there / not allowed"; remote steps retry
+# anything except the errors named in `give_up_on` (e.g. a local job that exited non-zero) and ValueErrors.
 RETRIES: dict[Kind, int] = {"compute": 0, "io": 2, "remote": 3}
 BACKOFF_BASE_S: dict[Kind, float] = {"compute": 0.0, "io": 2.0, "remote": 10.0}
+PERMANENT_OS_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+
+
+def is_transient(kind: Kind, exc: BaseException, give_up_on: tuple[type[BaseException], ...] = ()) -> bool:
+    if isinstance(exc, give_up_on):
+        return False
+    if kind == "io":
+        return isinstance(exc, OSError) and not isinstance(exc, PERMANENT_OS_ERRORS)
+    if kind == "remote":
+        return not isinstance(exc, ValueError)
+    return False
+
+
+def _retry_condition(kind: Kind, give_up_on: tuple[type[BaseException], ...]) -> Callable[..., bool]:
+    def should_retry(task: Any, task_run: Any, state: State) -> bool:
+        exc = state.data if isinstance(state.data, BaseException) else None
+        return exc is None or is_transient(kind, exc, give_up_on)
+
+    return should_retry
 
 
 @dataclass
@@ -63,7 +84,7 @@ def result_storage_path() -> Path:
 
 
 def wmtp_task(name: str, kind: Kind = "compute", cache: bool = True, cache_exclude: tuple[str, ...] = (),
-              timeout_seconds: float | None = None) -> Callable[[Callable[..., R]], Task[..., R]]:
+              give_up_on: tuple[type[BaseException], ...] = (), timeout_seconds: float | None = None) -> Callable[[Callable[..., R]], Task[..., R]]:
     """Decorate a step: `@wmtp_task("convert-checkpoint", kind="io")`; kind picks the retry policy."""
     policy = ContentInputs(exclude=tuple(cache_exclude)) if cache else NO_CACHE
 
@@ -76,6 +97,7 @@ def wmtp_task(name: str, kind: Kind = "compute", cache: bool = True, cache_exclu
             retries=RETRIES[kind],
             retry_delay_seconds=exponential_backoff(BACKOFF_BASE_S[kind]) if RETRIES[kind] else 0,
             retry_jitter_factor=0.2 if RETRIES[kind] else None,
+            retry_condition_fn=_retry_condition(kind, tuple(give_up_on)) if RETRIES[kind] else None,
             timeout_seconds=timeout_seconds,
             log_prints=True,
         )

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from deployments.blocks import JobFailed
 from tasks import _mlflow
 from tasks._task import wmtp_task
 from tasks.results import DatasetsArtifact, ModelArtifact, StageResult
@@ -41,7 +42,7 @@ def _last_checkpoint(output_dir: Path, stage: str) -> Path | None:
     return _path(json.loads(refs.read_text(encoding="utf-8")).get(stage, {}).get("path"))
 
 
-@wmtp_task("train-stage", kind="remote", cache_exclude=("job_name", "env"))
+@wmtp_task("train-stage", kind="remote", cache_exclude=("job_name", "env"), give_up_on=(JobFailed,))
 def train_stage(stage: str, experiment: str, infrastructure: str, runs_dir: str, train_args: list[str],
                 model: ModelArtifact, datasets: DatasetsArtifact, reference: ModelArtifact | None,
                 upstream: StageResult | None, job_name: str, env: dict[str, str]) -> StageResult:

@@ -10,7 +10,7 @@ import pytest
 from fixtures.orch import bump, prefect_server, task_runs
 
 from tasks._fingerprint import digest, fingerprint
-from tasks._task import CONTENT_INPUTS, RETRIES, skip, wmtp_task
+from tasks._task import CONTENT_INPUTS, RETRIES, is_transient, skip, wmtp_task
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,19 @@ def test_retries_by_kind() -> None:
     assert RETRIES["compute"] == 0 and RETRIES["io"] >= 1 and RETRIES["remote"] >= RETRIES["io"]
 
 
+class JobExited(RuntimeError):
+    pass
+
+
+def test_only_transient_failures_are_retried() -> None:
+    assert is_transient("io", ConnectionResetError()) and is_transient("io", TimeoutError())
+    assert not is_transient("io", FileNotFoundError()) and not is_transient("io", ValueError())
+    assert is_transient("remote", RuntimeError("run preempted"))
+    assert not is_transient("remote", JobExited("exit 1"), give_up_on=(JobExited,))
+    assert not is_transient("remote", ValueError("bad config"))
+    assert not is_transient("compute", OSError())
+
+
 def _measure_task(counter: Path):
     @wmtp_task("measure", kind="io")
     def measure(src: Path, factor: int) -> int:
@@ -119,6 +132,25 @@ def test_io_task_that_fails_once_succeeds_on_retry(tmp_path: Path) -> None:
 
     assert run() == ("ok", "Completed")
     assert counter.read_text() == "2"
+
+
+def test_io_task_with_a_permanent_error_is_not_retried(tmp_path: Path) -> None:
+    from prefect import flow
+
+    prefect_server()
+    counter = tmp_path / "attempts"
+
+    @wmtp_task("missing-input", kind="io")
+    def missing() -> None:
+        bump(counter)
+        raise FileNotFoundError("no such checkpoint")
+
+    @flow(result_storage=tmp_path / "results")
+    def run() -> str:
+        return missing.with_options(retry_delay_seconds=0)(return_state=True).name
+
+    assert run() == "Failed"
+    assert counter.read_text() == "1"
 
 
 def test_compute_task_failure_is_not_retried(tmp_path: Path) -> None:
