@@ -96,14 +96,18 @@ def test_hash_verification_catches_corruption(server, sources, monkeypatch) -> N
 
 def test_interrupted_sync_resumes(server, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(sync_mod, "FLUSH_EVERY_FILES", 4)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # no botocore-internal retries: our retry layer must handle it
     src = tmp_path / "many"
     src.mkdir()
     for i in range(10):
         (src / f"f{i:02d}.bin").write_bytes(bytes([i]) * (100 + i))
     store = VolumeStore(fast_settings(server, max_attempts=2))
-    server.inject("PUT", r"/many/f06\.bin$", count=5, status=503)  # the "network" dies at the 7th file
-    with pytest.raises(VesslApiError, match="upload many/f06.bin"):
+    server.inject("PUT", r"/many/f05\.bin$", count=1, status=503)  # one blip: retried by us
+    server.inject("PUT", r"/many/f06\.bin$", count=5, status=503)  # then the "network" dies at the 7th file
+    with pytest.raises(VesslApiError, match=r"upload many/f06.bin .* after 2 attempt\(s\) \(status=503\)"):
         sync_to_volume(store, [src], VolumeRef.parse("volume://s/v"), echo=lambda s: None)
+    assert server.faults[0].remaining == 0 and server.faults[1].remaining == 3
+    server.faults.clear()  # the network is back
     resumed = sync_to_volume(store, [src], VolumeRef.parse("volume://s/v"), echo=lambda s: None)
     assert resumed.skipped == [f"many/f{i:02d}.bin" for i in range(4)]  # flushed before the failure
     assert resumed.uploaded == [f"many/f{i:02d}.bin" for i in range(4, 10)]

@@ -64,3 +64,16 @@ def test_gives_up_with_a_clear_redacted_error() -> None:
     with pytest.raises(VesslApiError) as info:
         call_with_retry(leaky, what="y", attempts=3, base_delay=0, max_delay=0, sleep=sleeps.append)
     assert info.value.attempts == 1 and "sekrit-value-123" not in str(info.value)
+
+
+def test_status_found_through_wrapped_errors() -> None:
+    class ClientError(Exception):
+        response = {"ResponseMetadata": {"HTTPStatusCode": 503}}
+
+    try:
+        try:
+            raise ClientError("put failed")
+        except ClientError:
+            raise RuntimeError("Failed to upload x")  # noqa: B904 - implicit __context__, as boto3 does
+    except RuntimeError as wrapped:
+        assert http_status(wrapped) == 503 and is_transient(wrapped)

@@ -25,16 +25,23 @@ class VesslApiError(RuntimeError):
 
 
 def http_status(exc: BaseException) -> int | None:
-    """HTTP status of an SDK error. VesslApiException keeps it in `.status`, or in `.code` when the body was not JSON."""
-    for attr in ("status", "code"):
-        value = getattr(exc, attr, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    response = getattr(exc, "response", None)  # botocore ClientError raised inside the SDK's S3 volume
-    if isinstance(response, dict):
-        code = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if isinstance(code, int):
-            return code
+    """HTTP status of an SDK error, looking through wrapped errors (e.g. boto3's S3UploadFailedError raised while
+    handling a botocore ClientError inside the SDK's S3 volume). VesslApiException keeps the status in `.status`,
+    or in `.code` when the response body was not JSON."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        for attr in ("status", "code"):
+            value = getattr(current, attr, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        response = getattr(current, "response", None)
+        if isinstance(response, dict):
+            code = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if isinstance(code, int):
+                return code
+        current = current.__cause__ or current.__context__
     return None
 
 
