@@ -20,7 +20,13 @@ from wmtp_core.train.loop import LoopSettings, StageLoop, StagePlan, StageResult
 from wmtp_core.train.report import probe, write_reports
 from wmtp_core.train.sampler import ResumableSampler
 from wmtp_core.train.stages import Models, build_strategy, stage1_plan, stage2_plan
-from wmtp_core.train.state import Checkpoint, checkpoint_reference, list_checkpoints, parse_checkpoint
+from wmtp_core.train.state import (
+    Checkpoint,
+    checkpoint_reference,
+    list_checkpoints,
+    load_state,
+    parse_checkpoint,
+)
 
 RESULT_FILE = "result.json"
 
@@ -171,6 +177,13 @@ class Trainer:
             self.last[stage] = result.last_checkpoint
         return result
 
+    def recall_finished(self, stage: str) -> None:
+        """History and last checkpoint of a stage completed by an earlier invocation (when still on disk)."""
+        done = list_checkpoints(self.ckpt_dir, [stage])
+        if done:
+            self.last[stage] = done[-1]
+            self.history[stage] = list(load_state(done[-1])["history"])
+
     # --- reports and export -------------------------------------------------------------------------------
     def maybe_report(self, stage: str, step: int, source: BatchSource) -> None:
         if step % self.cfg.logging.histogram_every == 0:
@@ -225,7 +238,8 @@ class Trainer:
             order = list(self.cfg.stages)
             for stage in order:
                 if self.start is not None and order.index(self.start.stage) > order.index(stage):
-                    continue  # finished before the checkpoint we resume from (its weights are in that checkpoint)
+                    self.recall_finished(stage)  # done before the checkpoint we resume from (weights are in it)
+                    continue
                 if not self.run_stage(stage).completed:
                     completed = False
                     break

@@ -1,0 +1,59 @@
+"""`wmtp train`: run one experiment's stages from defaults + recipe (+ preset, + --set overrides)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="train one experiment (baseline | verifiable | rho1_weighted)",
+                              description="Train an experiment; writes <output_dir>/result.json at the end.")
+    p.add_argument("--config", type=Path, default=Path("configs/defaults.yaml"), help="defaults YAML")
+    p.add_argument("--recipe", type=Path, required=True, help="experiment recipe YAML")
+    p.add_argument("--preset", default=None, help="preset name (configs/presets/<name>.yaml) or YAML path")
+    p.add_argument("--use-micro-model", action="store_true", help="train the micro model (wmtp build-micro)")
+    p.add_argument("--dataset-suffix", default=None, help="dataset file suffix, e.g. 'small' -> train_small.jsonl")
+    p.add_argument("--run-name", default=None, help="output dir name under run.output_root and MLflow run name")
+    p.add_argument("--resume", default=None, metavar="PATH|auto", help="checkpoint dir, or auto = newest")
+    p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda", "mps"], help="override run.device")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config field (dotted key; YAML value); repeatable")
+    p.add_argument("--no-mlflow", action="store_true", help="console logging only")
+    p.set_defaults(func=main)
+
+
+def cli_overrides(args: argparse.Namespace) -> list[str]:
+    """Flag shortcuts as --set overrides (applied before the explicit --set ones)."""
+    out = []
+    if args.use_micro_model:
+        out.append("model.use_micro_model=true")
+    if args.dataset_suffix is not None:
+        out.append(f"data.suffix={args.dataset_suffix}")
+    if args.device is not None:
+        out.append(f"run.device={args.device}")
+    if args.no_mlflow:
+        out.append("logging.mlflow=false")
+    return out + list(args.overrides)
+
+
+def main(args: argparse.Namespace) -> int:
+    from wmtp_core.artifacts.errors import ArtifactError
+    from wmtp_core.config import ConfigError, load_config
+    from wmtp_core.data.errors import DatasetError
+    from wmtp_core.train.loop import NonFiniteError
+    from wmtp_core.train.run import RunSetupError, run_training
+
+    try:
+        cfg = load_config(args.config, args.recipe, args.preset, cli_overrides(args))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result = run_training(cfg, run_name=args.run_name, resume=args.resume)
+    except (NonFiniteError, RunSetupError, FileNotFoundError, ArtifactError, DatasetError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(result.result_path)
+    return 0
