@@ -89,6 +89,7 @@ def summary_counts(reports: list[SourceReport], validation: ValidationReport) ->
     for r in reports:
         counts[r.source] = {"records_in": r.records_in, "in": r.rows_in, "kept": r.kept, "rejected": r.rejected,
                             "shortened": r.shortened, "truncated": r.truncated, "special_judge": r.special_judge,
+                            "without_tests": r.without_tests,
                             "skipped": sum(r.skipped.values()), **validation.counts.get(r.source, {})}
     return counts
 

@@ -10,6 +10,7 @@ from wmtp_core.data.atomic import atomic_write_text
 from wmtp_core.data.errors import DatasetError
 from wmtp_core.data.frames import frame_errors, manifest_files_schema
 from wmtp_core.data.layout import MANIFEST_NAME, SourceLayout, display_path
+from wmtp_core.data.reference_flags import flags_file
 
 MANIFEST_VERSION = 1
 
@@ -37,6 +38,8 @@ def dataset_files(datasets_root: Path, sources: list[str]) -> list[Path]:
         if layout.source_dir.is_dir():
             files += sorted(p for p in layout.source_dir.iterdir() if p.is_file())
         files += layout.output_files() + [layout.rejects_file]
+        flags = flags_file(layout)
+        files += [flags] if flags.is_file() else []
     return files
 
 

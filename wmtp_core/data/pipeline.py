@@ -10,6 +10,7 @@ from wmtp_core.data.atomic import atomic_write_jsonl
 from wmtp_core.data.errors import RowError
 from wmtp_core.data.layout import SPLIT_FILES, SourceLayout
 from wmtp_core.data.prepare import Budget, process_row
+from wmtp_core.data.reference_flags import load_reference_flags
 from wmtp_core.data.schema import combine, raw_problems, round_of
 from wmtp_core.data.sources.common import SourceRows
 from wmtp_core.data.sources.registry import read_source
@@ -27,7 +28,9 @@ class SourceReport:
     rejected: int = 0
     shortened: int = 0
     truncated: int = 0
-    special_judge: int = 0
+    special_judge: int = 0  # problems flagged by the statement heuristic
+    without_tests: int = 0  # kept rows with has_tests=false (no I/O tests, heuristic or measured flag)
+    reference_flags: str = ""
     reject_reasons: Counter = field(default_factory=Counter)
     split_rows: dict[str, int] = field(default_factory=dict)  # "processed/train" -> rows
     errors: list[str] = field(default_factory=list)
@@ -63,10 +66,10 @@ def _valid_raw(rows: SourceRows, report: SourceReport, rejects: list[dict]) -> t
 
 
 def _process(raw: list[dict], origins: list[tuple], source: str, budget: Budget, report: SourceReport,
-             rejects: list[dict]) -> _Kept:
+             rejects: list[dict], untrusted: frozenset[str]) -> _Kept:
     kept, seen = _Kept(), {}
     for row, origin in zip(raw, origins):
-        result = process_row(row, source, budget)
+        result = process_row(row, source, budget, untrusted)
         if result.row is None:
             _reject(report, rejects, RowError(*origin, "output", result.reason), "length")
             continue
@@ -79,6 +82,7 @@ def _process(raw: list[dict], origins: list[tuple], source: str, budget: Budget,
         report.kept += 1
         report.shortened += result.shortened
         report.truncated += result.truncated
+        report.without_tests += not result.row["metadata"]["has_tests"]
         kept.raw.append(row)
         kept.processed.append(result.row)
     return kept
@@ -110,7 +114,9 @@ def prepare_source(layout: SourceLayout, budget: Budget, cfg: SplitConfig) -> So
     report.raw_rows = len(raw)
     if not rows.from_raw:
         atomic_write_jsonl(layout.raw_file, raw)
-    kept = _process(raw, origins, layout.source, budget, report, rejects)
+    flags = load_reference_flags(layout)
+    report.reference_flags = flags.note
+    kept = _process(raw, origins, layout.source, budget, report, rejects, flags.task_ids)
     _write_splits(layout, kept, cfg, report)
     atomic_write_jsonl(layout.rejects_file, rejects)
     return report

@@ -73,15 +73,18 @@ def prompt_candidates(parts: PromptParts, fits: Callable[[str, str], bool]) -> I
     yield from _word_cut_candidates(parts, fits)
 
 
-def has_tests(row: dict, source: str) -> bool:
-    """Exact-match stdin/stdout tests exist and the statement does not admit several answers / a tolerance."""
+def has_tests(row: dict, source: str, untrusted: frozenset[str] = frozenset()) -> bool:
+    """Exact-match stdin/stdout tests exist, the statement does not admit several answers / a tolerance, and
+    the reference solution was not measured failing them (`untrusted`)."""
     tc = row["test_cases"]
-    return bool(tc.get("input")) and not (source == "codecontests" and looks_special_judge(row["instruction"]))
+    if not tc.get("input") or row["task_id"] in untrusted:
+        return False
+    return not (source == "codecontests" and looks_special_judge(row["instruction"]))
 
 
-def _processed_row(prompt: str, code: str, row: dict, source: str) -> dict:
+def _processed_row(prompt: str, code: str, row: dict, source: str, untrusted: frozenset[str]) -> dict:
     meta = {"task_id": row["task_id"], "source": source, "is_correct": row["is_correct"],
-            "has_tests": has_tests(row, source)}
+            "has_tests": has_tests(row, source, untrusted)}
     return {"prompt": prompt, "response": build_response(code), "metadata": meta}
 
 
@@ -96,7 +99,7 @@ def _truncate_code(code: str, budget: Budget, room: int) -> str:
     return text
 
 
-def process_row(row: dict, source: str, budget: Budget) -> Processed:
+def process_row(row: dict, source: str, budget: Budget, untrusted: frozenset[str] = frozenset()) -> Processed:
     parts = PARTS_BY_SOURCE[source](row)
     code = row["output"]
     code_len = budget.code_len(code)
@@ -108,10 +111,11 @@ def process_row(row: dict, source: str, budget: Budget) -> Processed:
     for i, (instruction, ni) in enumerate(prompt_candidates(parts, fits)):
         prompt = build_prompt(instruction, ni)
         if budget.prompt_len(prompt) + code_len <= budget.max_tokens:
-            return Processed(_processed_row(prompt, code, row, source), shortened=i > 0)
+            return Processed(_processed_row(prompt, code, row, source, untrusted), shortened=i > 0)
     room = budget.max_tokens - budget.prompt_len(prompt)
     if budget.allow_truncation and room > 1:
-        return Processed(_processed_row(prompt, _truncate_code(code, budget, room), row, source), truncated=True)
+        cut = _truncate_code(code, budget, room)
+        return Processed(_processed_row(prompt, cut, row, source, untrusted), truncated=True)
     return Processed(None, f"code alone needs {code_len} tokens (with EOS); with the shortest prompt "
                            f"({budget.prompt_len(prompt)} tokens) the row has {code_len + budget.prompt_len(prompt)}"
                            f" > max_tokens={budget.max_tokens}")

@@ -17,7 +17,9 @@ def format_prepare(report: SourceReport, rejects_path: str) -> list[str]:
     lines = [
         f"{report.source}: records {report.records_in} -> raw rows {report.raw_rows} (skipped: {skipped})",
         f"  in {report.rows_in} = kept {report.kept} + rejected {report.rejected} (reasons: {reasons}); "
-        f"shortened {report.shortened}, truncated {report.truncated}, special-judge problems {report.special_judge}",
+        f"shortened {report.shortened}, truncated {report.truncated}",
+        f"  has_tests=false rows {report.without_tests} (special-judge statements {report.special_judge}; "
+        f"{report.reference_flags})",
         f"  {_split_line(report.split_rows)}",
     ]
     shown = report.errors[:MAX_SHOWN]
