@@ -140,3 +140,17 @@ def test_load_and_collate_with_the_real_base_tokenizer(tmp_path) -> None:
     assert all(int(batch["input_ids"][b, e]) == tok.eos_id for b, e in enumerate(ends.tolist()))
     with pytest.raises(ValueError, match="split/suffix"):
         load_processed(root, ["mbpp"], "train", suffix="tiny")
+
+
+def test_loading_cache_follows_file_changes(tmp_path) -> None:
+    from fixtures.data import processed_row, write_jsonl
+
+    layout = SourceLayout(tmp_path, "mbpp")
+    for name in ("train", "validation", "test", "train_small", "validation_small"):
+        for incorrect in (False, True):
+            write_jsonl(layout.split_file(name, incorrect=incorrect), [])
+    path = write_jsonl(layout.split_file("train"), [processed_row(task_id="mbpp-1_A", source="mbpp")])
+    assert [r["metadata"]["task_id"] for r in load_processed(tmp_path, ["mbpp"], "train")] == ["mbpp-1_A"]
+    write_jsonl(path, [processed_row(task_id=f"mbpp-{i}_A", source="mbpp") for i in (2, 3)])
+    assert [r["metadata"]["task_id"] for r in load_processed(tmp_path, ["mbpp"], "train")] == ["mbpp-2_A", "mbpp-3_A"]
+    assert len(load_processed(tmp_path, ["mbpp"], "validation", include_incorrect=True)) == 0

@@ -40,6 +40,6 @@ def load_processed(datasets_root: Path, sources: list[str], split: str, suffix: 
     files = [p for p in processed_files(Path(datasets_root), sources, split, suffix, include_incorrect)
              if p.stat().st_size > 0]
     if not files:
-        return datasets.Dataset.from_list([], features=_features())
+        return datasets.Dataset.from_dict({"prompt": [], "response": [], "metadata": []}, features=_features())
     return datasets.load_dataset("json", data_files=[str(p) for p in files], features=_features(), split="train",
                                  cache_dir=str(Path(datasets_root) / ".cache"))
