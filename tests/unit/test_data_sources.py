@@ -29,7 +29,7 @@ def deepmind_record(**overrides) -> dict:
         "source": 2,
         "difficulty": 8,
         "solutions": {"language": [3, 1, 2, 3], "solution": ["print(3)\r\n", "print 3", "int main(){}", "\n\nx=1\n"]},
-        "incorrect_solutions": {"language": [3, 1], "solution": ["print(4)", "print 4"]},
+        "incorrect_solutions": {"language": [3, 1, 3], "solution": ["print(4)", "print 4", "print(3)"]},
         "cf_contest_id": 1500,
         "cf_index": "C2",
         "cf_tags": ["math"],
@@ -68,7 +68,8 @@ def test_deepmind_record_conversion(tmp_path) -> None:
     assert not out.errors
     assert [(r["output"], r["is_correct"]) for r in out.rows] == [("print(3)", True), ("x=1", True),
                                                                    ("print(4)", False)]
-    assert out.skipped == {"python2 solution": 2, "non-python solution (language 2)": 1}
+    assert out.skipped == {"python2 solution": 2, "non-python solution (language 2)": 1,
+                           "repeated solution in the same record": 1}
     row = out.rows[0]
     assert row["task_id"] == "1500_C2"
     assert row["test_cases"] == {"input": ["2\n1 2\n", "1\n5\n", "1\n9\n"], "output": ["3\n", "5\n", "9\n"]}

@@ -5,7 +5,8 @@ DeepMind records: `name`, `description`, `public_tests`/`private_tests`/`generat
 Language ids: 0 unknown, 1 PYTHON (Python 2), 2 C++, 3 PYTHON3, 4 Java. Only PYTHON3 solutions become rows;
 Python 2 solutions are skipped and counted (as Python 3 they would often be wrong "correct" answers, e.g. `print x`).
 Missing optional fields are treated as empty objects. Correct solutions give `is_correct=true` rows, incorrect
-ones `is_correct=false` rows, all with the same task_id. Test cases: public + private + generated, in that order.
+ones `is_correct=false` rows, all with the same task_id; code repeated within a record is kept once (the
+first occurrence, correct before incorrect) and the repeats are counted as skipped. Test cases: public + private + generated, in that order.
 
 The derived sample (one file per line: `name`, `description`, `cf_contest_id`, `cf_index`, `solutions`, `tests`)
 has one accepted Python 3 solution per problem and up to 10 stripped test cases (feed `input + "\n"`).
@@ -105,6 +106,7 @@ def convert_record(rec: dict, origin: tuple[str, int], out: SourceRows) -> None:
     if looks_special_judge(rec["description"]):
         out.special_judge.add(task_id)
     example = _example_input(rec["description"], tests)
+    seen: set[str] = set()
     for group, correct in (("solutions", True), ("incorrect_solutions", False)):
         sols = rec.get(group, {})
         for lang, code in zip(sols.get("language", []), sols.get("solution", [])):
@@ -114,7 +116,12 @@ def convert_record(rec: dict, origin: tuple[str, int], out: SourceRows) -> None:
             if not code.strip():
                 out.errors.append(RowError(origin[0], origin[1], f"{group}.solution", "empty code"))
                 continue
-            out.add(raw_row(rec["description"], example, code, task_id, tests, correct), origin)
+            row = raw_row(rec["description"], example, code, task_id, tests, correct)
+            if row["output"] in seen:  # the same code twice (or judged both ways) would be one row twice
+                out.skipped["repeated solution in the same record"] += 1
+                continue
+            seen.add(row["output"])
+            out.add(row, origin)
 
 
 def read_codecontests(path: Path, display: str) -> SourceRows:
