@@ -19,11 +19,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import hashlib
+    import sys
 
     from wmtp_core.data.tokenizer_train import TokenizerSpec, train_code_tokenizer
 
     spec = TokenizerSpec(vocab_size=args.vocab_size, model_type=args.model_type)
-    out = train_code_tokenizer(args.datasets_root, args.out, spec)
+    try:
+        out = train_code_tokenizer(args.datasets_root, args.out, spec)
+    except (RuntimeError, ValueError, OSError) as err:  # sentencepiece reports bad specs as RuntimeError
+        print(f"train-tokenizer: error: {err}", file=sys.stderr)
+        return 2
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
     print(f"wrote {out} ({spec.vocab_size} pieces, {spec.model_type}) sha256={digest}")
     return 0
