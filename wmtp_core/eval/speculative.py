@@ -34,11 +34,16 @@ class SpeculativeStats:
         return self.accepted / self.drafted if self.drafted else 0.0
 
 
-def _all_head_argmax(model: Transformer, trunk: torch.Tensor, start: int, cache: KVCache,
-                     mask: torch.Tensor | None) -> torch.Tensor:
-    """Greedy ids (B, S, F) of every head at every position; runs every head block (fills their caches)."""
-    heads = [model.head_logits(trunk, k, start, cache, mask).argmax(-1) for k in range(model.n_future)]
-    return torch.stack(heads, dim=-1)
+def _head_hiddens(model: Transformer, trunk: torch.Tensor, start: int, cache: KVCache,
+                  mask: torch.Tensor | None) -> list[torch.Tensor]:
+    """Every head block over every position (B, S, D) each: their KV caches need all positions."""
+    return [model.head_hidden(trunk, k, start, cache, mask) for k in range(model.n_future)]
+
+
+def _argmax(model: Transformer, hidden: torch.Tensor) -> torch.Tensor:
+    """Greedy ids of hidden states (..., D): the vocabulary projection is the costly part, so callers pass only
+    the positions they need."""
+    return model.output(model.norm(hidden)).argmax(-1)
 
 
 def _accepted(drafts: torch.Tensor, greedy: torch.Tensor, done: list[bool]) -> int:
@@ -65,7 +70,8 @@ def speculative_generate(model: Transformer, prompts: Sequence[Sequence[int]], e
     tracker = Tracker(len(prompts), eos_id, cfg, decode)
 
     trunk = model.trunk_forward(tokens, 0, cache, mask_for(valid, 0, width))
-    greedy = _all_head_argmax(model, trunk, 0, cache, mask_for(valid, 0, width))[:, -1]  # (B, F)
+    hiddens = _head_hiddens(model, trunk, 0, cache, mask_for(valid, 0, width))
+    greedy = torch.stack([_argmax(model, h[:, -1]) for h in hiddens], dim=1)  # (B, F)
     stats.forwards += 1
     current, drafts, pos = greedy[:, 0], greedy[:, 1:], width
     for row, token in enumerate(current.tolist()):
@@ -74,9 +80,10 @@ def speculative_generate(model: Transformer, prompts: Sequence[Sequence[int]], e
         step_input = torch.cat([current[:, None], drafts], dim=1)  # (B, F)
         mask = mask_for(valid, pos, n_future)
         trunk = model.trunk_forward(step_input, pos, cache, mask)
-        ids = _all_head_argmax(model, trunk, pos, cache, mask)  # (B, F, F)
-        m = _accepted(drafts, ids[:, :-1, 0], tracker.done)
-        emitted = torch.cat([drafts[:, :m], ids[:, m, 0:1]], dim=1)  # (B, m + 1)
+        hiddens = _head_hiddens(model, trunk, pos, cache, mask)
+        verified = _argmax(model, hiddens[0])  # (B, F): greedy token after each fed position
+        m = _accepted(drafts, verified[:, :-1], tracker.done)
+        emitted = torch.cat([drafts[:, :m], verified[:, m:m + 1]], dim=1)  # (B, m + 1)
         for row, row_tokens in enumerate(emitted.tolist()):
             for token in row_tokens:
                 tracker.push(row, token)
@@ -84,5 +91,6 @@ def speculative_generate(model: Transformer, prompts: Sequence[Sequence[int]], e
         stats.drafted += n_future - 1
         stats.accepted += m
         stats.emitted += m + 1
-        current, drafts, pos = ids[:, m, 0], ids[:, m, 1:], pos + m + 1
+        drafts = torch.stack([_argmax(model, h[:, m]) for h in hiddens[1:]], dim=1)  # (B, F-1)
+        current, pos = verified[:, m], pos + m + 1
     return tracker.results()

