@@ -40,6 +40,16 @@ def test_shipped_file_equals_fresh_training(tmp_path) -> None:
     assert out.read_bytes() == paths.CODE_TOKENIZER.read_bytes()
 
 
+def test_cli_trains_the_same_file_and_reports_bad_specs(tmp_path, capsys) -> None:
+    from wmtp_core.cli import main
+
+    assert main(["train-tokenizer", "--out", str(tmp_path / "cli.model")]) == 0
+    assert (tmp_path / "cli.model").read_bytes() == paths.CODE_TOKENIZER.read_bytes()
+    assert main(["train-tokenizer", "--out", str(tmp_path / "big.model"), "--vocab-size", "100000"]) == 2
+    assert "train-tokenizer: error:" in capsys.readouterr().err
+    assert not (tmp_path / "big.model").exists()
+
+
 def test_training_is_deterministic_and_model_type_is_checked() -> None:
     lines = [f"def f{i}(a, b):" for i in range(200)] + ["    return a + b", "print(f1(2, 3))"] * 50
     spec = TokenizerSpec(vocab_size=300)
