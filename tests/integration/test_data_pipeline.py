@@ -43,6 +43,7 @@ def test_result_counts_and_manifest(prepared) -> None:
         assert c["in"] == c["kept"] + c["rejected"]
         splits = sum(c[f"processed/{s}"] + c[f"processed_incorrect/{s}"] for s in ("train", "validation", "test"))
         assert splits == c["kept"]
+        assert 0 < c["longest_row_tokens"] <= 1024
         entry = manifest["files"][f"{source}/processed/train.jsonl"]
         assert entry["rows"] == c["processed/train"]
     assert result.counts["codecontests"]["records_in"] == 40 and result.counts["mbpp"]["in"] == 60

@@ -21,6 +21,7 @@ class FileCheck:
     rows: list[dict] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
     total: int = 0  # lines read (valid + invalid)
+    longest: int = 0  # most tokens in one valid processed row (BOS + prompt + code + EOS)
     errors: list[RowError] = field(default_factory=list)
 
 
@@ -71,6 +72,7 @@ def check_processed_file(path: Path, incorrect: bool, tokenizer: SpTokenizer, ma
     flat = [{"prompt": r["prompt"], "response": r["response"], **r["metadata"], "n_tokens": token_count(tokenizer, r)}
             for r in fc.rows]
     fc.errors += frame_errors(processed_schema(max_tokens, not incorrect), flat, fc.lines, display_path(path))
+    fc.longest = max((r["n_tokens"] for r in flat), default=0)
     return fc
 
 
@@ -115,6 +117,7 @@ def validate_source(layout: SourceLayout, tokenizer: SpTokenizer, max_tokens: in
             counts[f"{fc.path.parent.name}/{name}"] = fc.total
             report.errors += [str(e) for e in fc.errors]
     report.errors += _leakage(layout, files)
+    counts["longest_row_tokens"] = max(fc.longest for fc in files.values())
     report.counts[layout.source] = counts
 
 
