@@ -15,7 +15,7 @@ where CUDA exists.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -183,17 +183,6 @@ def shard_model(model: nn.Module, device: torch.device, mixed_precision: bool | 
     return model
 
 
-def shard_module(module: nn.Module) -> nn.Module:
-    """FSDP2 for a small standalone module trained alongside the model (e.g. the fp32 value head)."""
-    if not is_initialized():
-        return module
-    from torch.distributed.fsdp import fully_shard
-
-    fully_shard(module)
-    _sum_gradients(module)
-    return module
-
-
 def _blocks(model: nn.Module) -> list[nn.Module]:
     blocks = [*getattr(model, "layers", []), *getattr(model, "extra_heads", [])]
     if not blocks:
@@ -218,15 +207,43 @@ def is_sharded(module: nn.Module) -> bool:
     return isinstance(module, FSDPModule)
 
 
+def _is_dtensor(tensor: torch.Tensor) -> bool:
+    return hasattr(tensor, "full_tensor")
+
+
+def all_reduce_grads(params: Iterable[nn.Parameter]) -> None:
+    """Sum over ranks the gradients of REPLICATED parameters (a small module kept whole on every rank, e.g. the
+    value head, which the critic deep-copies and FSDP cannot). Sharded (DTensor) gradients are skipped: FSDP
+    already reduced them. One flat all_reduce; every rank must hold gradients for the same parameters."""
+    if not is_initialized():
+        return
+    grads = [p.grad for p in params if p.grad is not None and not _is_dtensor(p.grad)]
+    if not grads:
+        return
+    flat = all_reduce_sum(torch.cat([g.reshape(-1) for g in grads]))
+    offset = 0
+    for grad in grads:
+        grad.copy_(flat[offset: offset + grad.numel()].view_as(grad))
+        offset += grad.numel()
+
+
 def clip_grad_norm(params: Iterable[nn.Parameter], max_norm: float) -> float:
-    """Clip the global gradient norm (sharded DTensor gradients included); returns the norm before clipping."""
+    """Clip the global gradient norm and return it (before clipping). Plain gradients only: exactly
+    torch.nn.utils.clip_grad_norm_. Sharded DTensor gradients (alone or mixed with replicated ones): the norm of
+    the whole unsharded gradient, combined with the replicated part, then the same clipping rule."""
     params = [p for p in params if p.grad is not None]
-    if not params:
-        return 0.0
-    norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-    if hasattr(norm, "full_tensor"):  # DTensor: the norm of the whole (unsharded) gradient
-        norm = norm.full_tensor()
-    return float(norm)
+    sharded = [p for p in params if _is_dtensor(p.grad)]
+    if not sharded:
+        return float(torch.nn.utils.clip_grad_norm_(params, max_norm)) if params else 0.0
+    plain = [p for p in params if not _is_dtensor(p.grad)]
+    squares = torch.nn.utils.get_total_norm([p.grad for p in sharded]).full_tensor().double().cpu() ** 2
+    if plain:
+        squares = squares + torch.nn.utils.get_total_norm([p.grad for p in plain]).double().cpu() ** 2
+    total = squares.sqrt().float()
+    for group in (sharded, plain):
+        if group:
+            torch.nn.utils.clip_grads_with_norm_(group, max_norm, total.to(group[0].grad.device))
+    return float(total)
 
 
 def set_grad_sync(model: nn.Module, enabled: bool) -> None:
@@ -244,3 +261,28 @@ def gather_full_state_dict(model: nn.Module) -> dict[str, torch.Tensor] | None:
     options = StateDictOptions(full_state_dict=True, cpu_offload=True)
     state = get_model_state_dict(model, options=options)
     return state if is_main() else None
+
+
+def reduce_metrics(metrics: Mapping[str, float], summed: Iterable[str] = ()) -> dict[str, float]:
+    """Per-rank scalar metrics -> global ones in one all_reduce: keys in `summed` add up (loss terms already
+    divided by the global denominator, token counts), all others are averaged over ranks. Every rank must pass
+    the same keys."""
+    if not is_initialized():
+        return dict(metrics)
+    keys = sorted(metrics)
+    values = all_reduce_sum(torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64))
+    summed = set(summed)
+    world = get_world_size()
+    return {k: float(v) if k in summed else float(v) / world for k, v in zip(keys, values.tolist())}
+
+
+def unsharded_copy(model: nn.Module, factory: Callable[[], nn.Module]) -> nn.Module | None:
+    """A plain CPU module with the full weights on rank 0 (None elsewhere), e.g. to export with the usual
+    writers. `factory()` builds an empty module of the same architecture. Every rank calls it."""
+    state = gather_full_state_dict(model)
+    if state is None:
+        return None
+    with torch.device("meta"):
+        plain = factory()
+    plain.load_state_dict(state, strict=True, assign=True)
+    return plain

@@ -42,8 +42,12 @@ _MODULES, _OPTIM = "modules", "optim"
 
 def save_distributed_checkpoint(target: str | Path, modules: Mapping[str, nn.Module],
                                 optimizer: torch.optim.Optimizer | None = None,
-                                state: dict[str, Any] | None = None) -> Path:
-    """Write `target/` (see module docstring). Every rank calls it with the same arguments."""
+                                state: dict[str, Any] | None = None,
+                                manifest_extra: dict[str, Any] | None = None) -> Path:
+    """Write `target/` (see module docstring). Every rank calls it with the same arguments.
+
+    `state` (any picklable object tree) is written by rank 0 only, so it must not hold per-rank data that
+    matters; `manifest_extra` (JSON) is merged into checkpoint.json (e.g. stage and step)."""
     target = Path(target)
     partial = target.with_name(f".{target.name}.partial")
     if is_main():
@@ -54,7 +58,7 @@ def save_distributed_checkpoint(target: str | Path, modules: Mapping[str, nn.Mod
     with _single_process_quiet():
         dcp.save(_tensor_state(container, optimizer), checkpoint_id=partial / DCP_DIR, no_dist=not is_initialized())
     if is_main():
-        _write_rank0_files(partial, list(modules), optimizer is not None, state or {})
+        _write_rank0_files(partial, list(modules), optimizer is not None, state or {}, manifest_extra or {})
         _install(partial, target)
     barrier()
     return target
@@ -115,12 +119,15 @@ def _tensor_state(container: nn.Module, optimizer: torch.optim.Optimizer | None)
     return {_MODULES: model_state, _OPTIM: optim_state}
 
 
-def _write_rank0_files(partial: Path, names: list[str], has_optimizer: bool, state: dict[str, Any]) -> None:
+def _write_rank0_files(partial: Path, names: list[str], has_optimizer: bool, state: dict[str, Any],
+                       manifest_extra: dict[str, Any]) -> None:
     state_path = partial / STATE_FILE
     atomic_write_bytes(state_path, _torch_bytes(state))
+    files = {p.relative_to(partial).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+             for p in sorted(partial.rglob("*")) if p.is_file()}
     atomic_write_json(partial / MANIFEST_FILE, {
-        "format": FORMAT, "world_size": get_world_size(), "modules": names, "has_optimizer": has_optimizer,
-        "state_sha256": sha256_file(state_path),
+        **manifest_extra, "format": FORMAT, "world_size": get_world_size(), "modules": names,
+        "has_optimizer": has_optimizer, "state_sha256": sha256_file(state_path), "files": files,
     })
 
 

@@ -29,9 +29,15 @@ def test_two_ranks_match_one_process_and_resume_across_world_sizes(tmp_path):
     assert [r["world"] for r in two] == [2, 2]
     _close(two[0]["losses"], two[1]["losses"], tol=0.0)  # every rank reports the same global loss
     _close(two[0]["losses"], one["losses"])
+    np.testing.assert_allclose(two[0]["grad_norms"], one["grad_norms"], rtol=1e-5)
+    assert min(one["grad_norms"]) > 0.2  # clipping (max norm 0.2) was active at every step
     assert one["losses"][-1] < one["losses"][0]  # it trains
 
+    assert [r["reduced"] for r in two] == [{"part": 3.0, "mean": 0.5}] * 2
     full_one, full_two = load_file(tmp_path / "w1.safetensors"), load_file(tmp_path / "w2.safetensors")
+    assert two[1]["copy_state"] is None
+    for key, value in two[0]["copy_state"].items():  # rank 0's unsharded copy holds the exported weights
+        assert torch.equal(value, full_two[key])
     assert set(full_one) == set(full_two) and all(full_two[k].dtype == torch.float32 for k in full_two)
     for key in full_one:  # same weights after 4 AdamW steps at lr 1e-2 (rounding only)
         torch.testing.assert_close(full_two[key], full_one[key], rtol=0, atol=1e-3)
@@ -49,3 +55,5 @@ def test_naive_loss_two_ranks_match_one_process():
     one = train(TrainSpec(steps=3, loss_impl="naive"))
     two = run_ranks(train, 2, TrainSpec(steps=3, loss_impl="naive"))
     _close(two[0]["losses"], one["losses"])
+    np.testing.assert_allclose(two[0]["grad_norms"], one["grad_norms"], rtol=1e-5)
+    assert min(one["grad_norms"]) > 0.2  # clipping (max norm 0.2) was active at every step

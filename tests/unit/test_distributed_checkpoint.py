@@ -29,7 +29,8 @@ def _trained(seed: int) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
 
 def test_round_trip_restores_weights_optimizer_and_state(tmp_path):
     model, optimizer = _trained(0)
-    target = save_distributed_checkpoint(tmp_path / "ckpt", {"policy": model}, optimizer, {"step": 7})
+    target = save_distributed_checkpoint(tmp_path / "ckpt", {"policy": model}, optimizer, {"step": 7},
+                                         manifest_extra={"stage": "stage2", "step": 7})
     assert is_distributed_checkpoint(target)
     assert not list(tmp_path.glob(".*partial"))
     other, other_opt = _trained(1)
@@ -41,6 +42,9 @@ def test_round_trip_restores_weights_optimizer_and_state(tmp_path):
         assert torch.equal(optimizer.state[p]["exp_avg_sq"], other_opt.state[q]["exp_avg_sq"])
     manifest = json.loads((target / MANIFEST_FILE).read_text())
     assert manifest["world_size"] == 1 and manifest["modules"] == ["policy"]
+    assert (manifest["stage"], manifest["step"]) == ("stage2", 7)
+    assert STATE_FILE in manifest["files"] and "dcp/.metadata" in manifest["files"]
+    assert all(len(entry["sha256"]) == 64 for entry in manifest["files"].values())
 
 
 def test_weights_only_load_and_overwrite(tmp_path):

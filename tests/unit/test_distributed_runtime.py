@@ -75,3 +75,15 @@ def test_gather_full_state_dict_of_a_plain_module_is_a_cpu_copy():
     assert set(state) == {"weight", "bias"}
     state["weight"].zero_()
     assert model.weight.abs().sum() > 0
+
+
+def test_reduce_metrics_without_process_group_is_identity():
+    assert wd.reduce_metrics({"loss": 1.5, "ce": 2.0}, summed=["loss"]) == {"loss": 1.5, "ce": 2.0}
+
+
+def test_unsharded_copy_of_a_plain_module_has_the_same_weights():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    copy = wd.unsharded_copy(model, lambda: torch.nn.Linear(3, 2))
+    assert copy is not model
+    assert torch.equal(copy.weight, model.weight) and torch.equal(copy.bias, model.bias)
