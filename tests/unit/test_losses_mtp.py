@@ -192,3 +192,20 @@ def test_weighted_linear_ce_gradients() -> None:
     assert loss.item() == pytest.approx(float((ref * scale).sum().detach()))
     for got, want in zip(_grads_of(loss * 3.0, hidden, weight), ref_grads):  # upstream grad is honoured
         assert torch.allclose(got, want, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["autocast", "bf16_params"])
+def test_sequential_matches_naive_in_bf16(mode: str) -> None:
+    dtype = torch.bfloat16 if mode == "bf16_params" else torch.float32
+    model = tiny_transformer(n_future=2, dtype=dtype)
+    batch = ragged_batch(2, 12, 2, seed=13)
+    w = torch.rand(2, 12, generator=torch.Generator().manual_seed(2)) + 0.5
+    denom = count_valid_labels(batch["labels"])
+    results = []
+    for impl in ("naive", "sequential"):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode == "autocast"):
+            results.append(_run(model, batch, w, denom, None, impl))
+    (naive, g_naive), (seq, g_seq) = results
+    assert torch.allclose(naive.loss.detach().float(), seq.loss.float(), rtol=2e-2)
+    for name in g_naive:
+        assert _rel(g_seq[name].float(), g_naive[name].float()) <= 5e-2, name
