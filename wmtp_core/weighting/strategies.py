@@ -198,7 +198,10 @@ class Rho1Strategy(_Stateless):
         """Reference normed next-token hidden (B*S, Dr) and per-token CE (B, S)."""
         trunk = self.ref.trunk_forward(input_ids)
         hidden = self.ref.norm(self.ref.head_hidden(trunk, 0)).flatten(0, 1)
-        ce = linear_ce(hidden, self.ref.output.weight, labels0.flatten(), self.cfg.chunk_size)
+        rows = (labels0 != IGNORE_INDEX).flatten().nonzero().squeeze(1)  # labelled tokens only (one sync)
+        ce_rows = linear_ce(hidden.index_select(0, rows), self.ref.output.weight,
+                            labels0.flatten().index_select(0, rows), self.cfg.chunk_size)
+        ce = torch.zeros(labels0.numel(), device=hidden.device, dtype=ce_rows.dtype).index_copy_(0, rows, ce_rows)
         return hidden, ce.view_as(labels0)
 
     def prepare(self, batch: Mapping[str, Any], model: nn.Module, trunk: Tensor,
