@@ -67,9 +67,9 @@ def test_all_humaneval_canonical_solutions_pass() -> None:
 
 
 @pytest.mark.slow
-def test_all_mbpp_reference_solutions_pass_except_known_slow() -> None:
-    problems = load_problems("mbpp")
+def test_mbpp_reference_solutions_pass_on_a_third_of_the_corpus() -> None:
+    """325 seeded problems keep this under a minute; `wmtp eval --check-references --dataset mbpp` runs all 974
+    (973 pass; mbpp-123_A is over the CPU limit, see docs/eval.md)."""
+    problems = [p for p in _subset(load_problems("mbpp"), 325, seed=1) if p.task_id not in MBPP_SLOW_REFERENCES]
     results = check_many([(p, p.reference) for p in problems], workers=2)
-    failures = {r.task_id: r.status for r in results if not r.passed}
-    assert set(failures) <= MBPP_SLOW_REFERENCES
-    assert all(status == "timeout" for status in failures.values())
+    assert [(r.task_id, r.status) for r in results if not r.passed] == []

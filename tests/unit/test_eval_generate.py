@@ -54,7 +54,8 @@ def test_cached_decoding_matches_full_forward_for_every_head(model) -> None:
         cache = KVCache.for_model(model, 1, 16)
         steps = [model(tokens[:, :3], 0, cache)] + [model(tokens[:, i:i + 1], i, cache) for i in range(3, 8)]
     incremental = torch.cat(steps, dim=1)
-    torch.testing.assert_close(incremental, full, rtol=1e-4, atol=1e-4)
+    assert incremental.shape == full.shape
+    assert torch.allclose(incremental, full, rtol=1e-4, atol=1e-4)  # (torch.testing would import dynamo)
 
 
 def test_kv_cache_rejects_overflow_and_wrong_batch(model) -> None:
