@@ -170,10 +170,10 @@ class VesslJob(Block):
     access_token: SecretStr | None = Field(default=None, description="Override the token from env_file.")
     organization: str | None = None
     project: str | None = None
-    cluster: str = "vessl-gcp-oregon"
-    preset: str = Field(default="gpu-a100-80g-small", description="Resource preset providing gpu_count GPUs.")
+    cluster: str = Field(default="", description="VESSL cluster name (`vessl cluster list`).")
+    preset: str = Field(default="", description="Resource preset providing gpu_count GPUs (e.g. an A100 preset).")
     gpu_count: int = Field(default=1, ge=1, le=8)
-    image: str = "ghcr.io/your-org/wmtp:latest"
+    image: str = Field(default="", description="Image built from ./Dockerfile and pushed (docs/vessl.md).")
     workdir: str = "/app"
     import_volumes: dict[str, str] = Field(default_factory=lambda: {
         "/app/storage/models": "volume://wmtp-storage/wmtp-models/models",

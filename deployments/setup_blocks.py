@@ -1,7 +1,7 @@
 """Register the WMTP infrastructure block types and save the default blocks.
 
-    uv run python deployments/setup_blocks.py [--env-file .env.vessl] [--image IMAGE] [--cluster C] [--preset P]
-        [--gpus N] [--vessl-name vessl-a100] [--local-name local]
+    uv run python deployments/setup_blocks.py --image IMAGE --cluster C --preset P [--gpus N]
+        [--env-file .env.vessl] [--vessl-name vessl-a100] [--local-name local]
 
 Equivalent to `prefect block register -f deployments/blocks.py` followed by saving `LocalProcess` as
 "wmtp-local-process/local" and `VesslJob` as "wmtp-vessl-job/vessl-a100". The VESSL token stays in the env
@@ -22,9 +22,9 @@ from deployments.blocks import LocalProcess, VesslJob  # noqa: E402
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env-file", default=str(Path(__file__).resolve().parents[1] / ".env.vessl"))
-    p.add_argument("--image", default=VesslJob.model_fields["image"].default)
-    p.add_argument("--cluster", default=VesslJob.model_fields["cluster"].default)
-    p.add_argument("--preset", default=VesslJob.model_fields["preset"].default)
+    p.add_argument("--image", required=True, help="image built from ./Dockerfile, e.g. ghcr.io/<you>/wmtp:<tag>")
+    p.add_argument("--cluster", required=True, help="VESSL cluster name")
+    p.add_argument("--preset", required=True, help="VESSL resource preset with --gpus A100s")
     p.add_argument("--gpus", type=int, default=1)
     p.add_argument("--export-volume", default=VesslJob.model_fields["export_volume"].default)
     p.add_argument("--local-name", default="local")

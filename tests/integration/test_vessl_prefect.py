@@ -37,6 +37,7 @@ def test_setup_blocks_saves_loadable_blocks_and_vessl_job_logs_into_prefect(serv
 
     env_file = write_env_file(tmp_path / ".env.vessl", server)
     assert setup_blocks.main(["--env-file", str(env_file), "--cluster", "vessl-a100", "--image", "wmtp:test",
+                              "--preset", "gpu-a100-1",
                               "--vessl-name", "test-vessl", "--local-name", "test-local"]) == 0
     loaded = VesslJob.load("test-vessl")
     assert loaded.env_file == str(env_file) and loaded.cluster == "vessl-a100"
