@@ -119,3 +119,15 @@ def test_mbpp_and_humaneval() -> None:
     assert he.rows[0]["task_id"] == "humaneval-0_A"
     assert he.rows[0]["output"].startswith(he.rows[0]["input"].rstrip())
     assert all(raw_problems(r) == [] for r in mbpp.rows + he.rows)
+
+
+def test_statement_variants() -> None:
+    single = parse_statement("Legend.\n\nInput \n\nn\n\nOutput\n\nm\n\nExample\n\nInput\n\n1\n\nOutput\n\n2\n")
+    assert (single.input_spec, single.output_spec, single.examples) == ("n", "m", [("1", "2")])
+    interactive = parse_statement("Guess.\n\nInput\n\nn\n\nInteraction\n\nAsk ? x.\n\nOutput\n\nanswer")
+    assert interactive.interaction == "Ask ? x." and looks_special_judge("Interaction\n\nAsk")
+    plain = parse_statement("No headings here.\nJust text with the word Input inside.")
+    assert not plain.structured and plain.legend.startswith("No headings") and plain.examples == []
+    # An example whose output is missing is not a pair.
+    partial = parse_statement("L.\n\nInput\n\nn\n\nOutput\n\nm\n\nExamples\n\nInput\n\n1\n")
+    assert partial.examples == []
