@@ -109,16 +109,14 @@ def existing_conversion(out: Path, source_files: dict[str, FileEntry], settings:
     return f"{out}: already converted from this source ({meta.created_at}); nothing to do"
 
 
-def mmap_loader(checkpoint: Path, dtype: torch.dtype) -> TensorLoader:
-    """Map the checkpoint afresh for every tensor, so earlier tensors' source pages leave memory with the map."""
+def mmap_loader(checkpoint: Path) -> TensorLoader:
+    """Map the checkpoint afresh for every tensor, so earlier tensors' source pages leave memory with the map.
+
+    Returns the memory-mapped source tensor; the writer casts it chunk by chunk.
+    """
     def load(key: str) -> torch.Tensor:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
-        source = state.pop(key)
-        del state
-        tensor = source.to(dtype).contiguous()
-        if not torch.isfinite(tensor).all() and torch.isfinite(source).all():
-            raise ArtifactError(f"{checkpoint}: tensor {key} overflows {dtype} (values beyond its range)")
-        return tensor
+        return state.pop(key)
     return load
 
 
@@ -163,7 +161,7 @@ def convert_meta_checkpoint(source_dir: str | Path, out_dir: str | Path, force: 
                          "conversion": {"settings": settings, "source_dtypes": source_dtypes,
                                         "tool": "wmtp_core.artifacts.convert"}},
     )
-    meta = write_model_dir(out, spec, plan_shards(sizes, max_shard_bytes), mmap_loader(checkpoint, target))
+    meta = write_model_dir(out, spec, plan_shards(sizes, max_shard_bytes), mmap_loader(checkpoint))
     note = f" (tolerated and dropped: {', '.join(tolerated)})" if tolerated else ""
     message = f"{out}: converted {checkpoint} -> {meta.parameter_count} parameters, {dtype}{note}"
     return ConvertResult(out, False, message, meta.model_dump(), tolerated, ModelLayout(out).weight_files())

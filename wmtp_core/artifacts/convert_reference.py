@@ -173,13 +173,12 @@ def mapped_names(locations: dict[str, Path], args: ModelArgs, tie: bool) -> dict
     return ours
 
 
-def hf_loader(locations: dict[str, Path], names: dict[str, str], args: ModelArgs,
-              dtype: torch.dtype) -> Callable[[str], torch.Tensor]:
-    """Read one tensor at a time from its source file (memory-mapped), un-permute q/k, cast."""
+def hf_loader(locations: dict[str, Path], names: dict[str, str], args: ModelArgs) -> Callable[[str], torch.Tensor]:
+    """Read one tensor at a time from its source file (memory-mapped) and un-permute q/k."""
     def load(key: str) -> torch.Tensor:
         hf_name = names[key]
         raw = _read_tensors(locations[hf_name], [hf_name])[hf_name]
-        return _convert_tensor(key, raw, args).to(dtype).contiguous()
+        return _convert_tensor(key, raw, args)  # the writer casts to `dtype`
     return load
 
 
@@ -238,7 +237,7 @@ def convert_hf_llama(source_dir: str | Path, out_dir: str | Path, kind: str = "r
                                         "rotary_permutation": "HF half-split -> Meta interleaved (q, k)"}},
     )
     sizes = list(iter_keys_sizes(expected_shapes(args), target.itemsize))
-    meta = write_model_dir(out, spec, plan_shards(sizes, max_shard_bytes), hf_loader(locations, names, args, target))
+    meta = write_model_dir(out, spec, plan_shards(sizes, max_shard_bytes), hf_loader(locations, names, args))
     note = f"; tokenizer identical to {shared}'s" if shared else "; tokenizer not compared (no base given)"
     msg = f"{out}: converted HF LLaMA {source} ({kind}) -> {meta.parameter_count} parameters, {dtype}{note}"
     return ConvertResult(out, False, msg, meta.model_dump(), ignored, ModelLayout(out).weight_files())

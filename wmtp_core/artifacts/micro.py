@@ -247,7 +247,7 @@ def build_micro_model(base_dir: str | Path, out_dir: str | Path, tokenizer_model
         metadata_fields={"derived_from": derived, "plan": slicing,
                          "target_device": resolve_target_device(plan.target_device)},
     )
-    meta = write_model_dir(out, spec, [list(state)], state_loader(state, torch_dtype(plan.dtype)))
+    meta = write_model_dir(out, spec, [list(state)], state_loader(state))
     size = ModelLayout(out).weights_file.stat().st_size
     msg = (f"{out}: micro model {meta.parameter_count} parameters, {size} bytes {plan.dtype}, trunk blocks "
            f"{trunk_ids} of {base_args.n_trunk_layers}, vocab {args.vocab_size} ({slicing['vocab_copied']} rows "

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from wmtp_core.artifacts.errors import ArtifactError
+
+CHUNK_ELEMENTS = 8 * 1024**2  # elements cast at a time: bounds the temporary copies to tens of MB
 DTYPE_CODES = {torch.float16: "F16", torch.bfloat16: "BF16", torch.float32: "F32"}
 
 
@@ -36,7 +40,11 @@ def _header(entries: list[tuple[str, tuple[int, ...]]], dtype: torch.dtype,
 
 def write_streaming(path: Path, entries: list[tuple[str, tuple[int, ...]]], dtype: torch.dtype,
                     load: Callable[[str], torch.Tensor], metadata: dict[str, str] | None = None) -> int:
-    """Write tensors `entries` (name, shape) of `dtype`, fetching each with load(name); return bytes of data."""
+    """Write tensors `entries` (name, shape) as `dtype`, fetching each with load(name); return bytes of data.
+
+    load may return any floating dtype (e.g. a memory-mapped bf16 source tensor); it is cast chunk by chunk,
+    so no full-size converted copy is ever held. A value the target dtype cannot hold is an error, not inf.
+    """
     if sys.byteorder != "little":
         raise RuntimeError("safetensors stores little-endian data; big-endian hosts are not supported")
     if dtype not in DTYPE_CODES:
@@ -46,12 +54,23 @@ def write_streaming(path: Path, entries: list[tuple[str, tuple[int, ...]]], dtyp
         handle.write(head)
         for (name, shape), nbytes in zip(entries, sizes):
             tensor = load(name)
-            if tuple(tensor.shape) != tuple(shape) or tensor.dtype != dtype:
+            if tuple(tensor.shape) != tuple(shape) or not tensor.dtype.is_floating_point:
                 raise RuntimeError(f"{path}: tensor {name} is {tuple(tensor.shape)} {tensor.dtype}, "
-                                   f"expected {tuple(shape)} {dtype}")
-            data = tensor.detach().to("cpu").contiguous().view(torch.uint8).numpy()  # (nbytes,) no copy
-            if data.nbytes != nbytes:
-                raise RuntimeError(f"{path}: tensor {name} has {data.nbytes} bytes, expected {nbytes}")
-            handle.write(memoryview(data))
-            del tensor, data
+                                   f"expected {tuple(shape)} floating point")
+            written = sum(handle.write(memoryview(chunk)) for chunk in _chunks(name, tensor, dtype))
+            if written != nbytes:
+                raise RuntimeError(f"{path}: tensor {name} gave {written} bytes, expected {nbytes}")
+            del tensor
     return sum(sizes)
+
+
+def _chunks(name: str, tensor: torch.Tensor, dtype: torch.dtype) -> Iterator[np.ndarray]:
+    """Bytes of `tensor` cast to `dtype`, CHUNK_ELEMENTS at a time along dim 0 (uint8 numpy views)."""
+    source = tensor.detach().to("cpu")
+    rows = max(1, CHUNK_ELEMENTS // max(1, source[0].numel())) if source.dim() > 1 else len(source)
+    for start in range(0, max(len(source), 1), rows):
+        part = source[start:start + rows]
+        cast = part.to(dtype).contiguous()
+        if dtype != part.dtype and not bool(torch.isfinite(cast).all()) and bool(torch.isfinite(part).all()):
+            raise ArtifactError(f"tensor {name} overflows {dtype} (values beyond its range)")
+        yield cast.view(torch.uint8).numpy()  # (bytes,) no copy

@@ -33,7 +33,7 @@ from wmtp_core.io import atomic_output, atomic_write_json, atomic_write_text, de
 DEFAULT_MAX_SHARD_BYTES = 2 * 1024**3
 TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
-TensorLoader = Callable[[str], torch.Tensor]  # key -> tensor already in the output dtype
+TensorLoader = Callable[[str], torch.Tensor]  # key -> tensor (any float dtype; cast while writing)
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -86,10 +86,10 @@ def write_shards(safetensors_dir: Path, plan: list[list[str]], shapes: dict[str,
     return total_bytes // dtype.itemsize
 
 
-def state_loader(state: dict[str, torch.Tensor], dtype: torch.dtype) -> TensorLoader:
-    """Loader over an in-memory state dict, casting to `dtype` (contiguous CPU tensors)."""
+def state_loader(state: dict[str, torch.Tensor]) -> TensorLoader:
+    """Loader over an in-memory state dict (the writer casts to the output dtype)."""
     def load(key: str) -> torch.Tensor:
-        return state[key].detach().to("cpu", dtype).contiguous()
+        return state[key].detach()
     return load
 
 

@@ -153,7 +153,7 @@ class MetaLlamaMTPAdapter:
             params_extra=self.params_extra,
             metadata_fields={"derived_from": self._lineage(), "extra": dict(extra_metadata or {})},
         )
-        write_model_dir(Path(out_dir), spec, plan_shards(sizes, max_shard_bytes), state_loader(state, target))
+        write_model_dir(Path(out_dir), spec, plan_shards(sizes, max_shard_bytes), state_loader(state))
         return Path(out_dir)
 
     def _lineage(self) -> dict[str, Any]:
