@@ -1,0 +1,209 @@
+"""Training step time of the three experiments, side by side, through the real loop (wmtp_core.train).
+
+Every case runs `--warmup` + `--steps` full optimizer steps (forward, weighted MTP loss, backward, clip, AdamW) of
+`StageLoop` on the same model shape and tokens. Step times come from ONE process stepping the cases round-robin
+(a shared, changing machine load then hits every case alike); tokens/s and peak RSS (ru_maxrss) of the baseline
+case alone come from a fresh subprocess (one warm-up + one timed step). Cases:
+  ntp           next-token-only: the same loop and sequential loss with head 0 only
+  baseline      Baseline MTP, all heads (weights 1)
+  verifiable    Verifiable Critic WMTP (value head, GAE weights, critic loss)
+  rho1          Rho-1 Weighted (reference forward + excess-loss top-k weights, KL monitor)
+  baseline_ref  baseline + the same reference forward Rho-1 runs (the fair denominator for rho1)
+Prints JSON: median step seconds, tokens/s and peak RSS per case, and the ratios of issue 4
+(baseline/ntp <= 1.25, verifiable/baseline <= 1.10, rho1/baseline_ref <= 1.05), plus the headline tokens/s and
+peak RSS of the baseline case against the comparable implementation (213 tokens/s, 6.75 GB at 2 x 1024 fp32).
+
+Default shape: the micro model (dim 512, 4 attention heads, 2 trunk blocks + 4 MTP heads, FFN 1024,
+vocab 32000; ~48.6M parameters) at batch 2 x 1024, fp32, CPU.
+    uv run python benchmarks/step_time.py [--steps 2] [--warmup 1] [--seq 1024] [--batch 2] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CASES = ("ntp", "baseline", "verifiable", "rho1", "baseline_ref")
+COMPARABLE = {"tokens_per_s": 213.0, "peak_rss_gb": 6.75}
+
+
+def _parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dim", type=int, default=512)
+    p.add_argument("--n-heads", type=int, default=4)
+    p.add_argument("--trunk-layers", type=int, default=2)
+    p.add_argument("--n-future", type=int, default=4)
+    p.add_argument("--ffn", type=int, default=1024)
+    p.add_argument("--vocab", type=int, default=32000)
+    p.add_argument("--seq", type=int, default=1024)
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--chunk-size", type=int, default=1024)
+    p.add_argument("--steps", type=int, default=2)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--cases", default=",".join(CASES))
+    p.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)
+    return p.parse_args()
+
+
+def _model(a: argparse.Namespace, seed: int):
+    import torch
+
+    from vendor.meta_llama.model import ModelArgs, Transformer
+    from wmtp_core.artifacts.dims import with_ffn_hidden
+
+    torch.manual_seed(seed)
+    args = ModelArgs(dim=a.dim, n_layers=a.trunk_layers + a.n_future, n_heads=a.n_heads, vocab_size=a.vocab,
+                     n_future_tokens=a.n_future, max_seq_len=a.seq)
+    return Transformer(with_ffn_hidden(args, a.ffn))
+
+
+class _Source:
+    """Fixed synthetic batches: prompt = first eighth of each row, the rest is response (+ EOS at the end)."""
+
+    def __init__(self, a: argparse.Namespace, n_future: int) -> None:
+        import torch
+
+        from wmtp_core.data.collate import MTPCollator
+        from wmtp_core.train.sampler import ResumableSampler
+
+        gen = torch.Generator().manual_seed(0)
+        self.rows = [{"input_ids": torch.randint(3, a.vocab, (a.seq,), generator=gen).tolist(),
+                      "response_start": a.seq // 8, "is_correct": i % 2 == 0, "task_id": str(i), "source": "bench"}
+                     for i in range(4 * a.batch)]
+        self.sampler = ResumableSampler(len(self.rows), a.batch, seed=0)
+        self.collate = MTPCollator(pad_id=0, n_future=n_future)
+
+    def next_batch(self) -> dict:
+        return self.collate([self.rows[i] for i in self.sampler.next_indices()])
+
+
+def _reference_forward(ref, batch: dict, chunk: int) -> None:
+    """What Rho-1 adds per micro-batch: reference trunk + next-token head + chunked CE, no grad."""
+    import torch
+
+    from wmtp_core.losses import linear_ce
+
+    with torch.no_grad():
+        hidden = ref.norm(ref.head_hidden(ref.trunk_forward(batch["input_ids"]), 0)).flatten(0, 1)
+        linear_ce(hidden, ref.output.weight, batch["labels"][..., 0].flatten(), chunk)
+
+
+def _build_case(a: argparse.Namespace, case: str):
+    """A StageLoop for `case` (its own model copies, same seeds and tokens as every other case)."""
+    import torch
+
+    from tests.fixtures.train import CONFIGS
+    from wmtp_core.config import load_config
+    from wmtp_core.model.value_head import ValueHead
+    from wmtp_core.train.loop import LoopSettings, StageLoop
+    from wmtp_core.train.stages import Models, build_strategy, stage2_plan
+
+    experiment = {"verifiable": "verifiable", "rho1": "rho1_weighted"}.get(case, "baseline")
+    cfg = load_config(CONFIGS / "defaults.yaml", CONFIGS / f"recipe.{experiment}.yaml", None,
+                      [f"train.batch_size={a.batch}", "train.grad_accum=1", "train.loss_impl=sequential",
+                       f"train.chunk_size={a.chunk_size}", f"rho1.chunk_size={a.chunk_size}"])
+    models = Models(_model(a, seed=0))
+    if case == "verifiable":
+        models.value_head = ValueHead(a.dim)
+    if case in ("rho1", "baseline_ref"):
+        models.reference = _model(a, seed=1).requires_grad_(False).eval()
+    source = _Source(a, 1 if case == "ntp" else a.n_future)
+    plan = stage2_plan(cfg, models, build_strategy(cfg, models), source, total_steps=10**6)
+    if case == "baseline_ref":
+        inner = plan.micro_step
+        plan.micro_step = lambda batch, denoms: (_reference_forward(models.reference, batch, a.chunk_size),
+                                                 inner(batch, denoms))[1]
+    settings = LoopSettings(grad_accum=1, checkpoint_every=10**9, keep_checkpoints=1, progress_bar=False,
+                            device=torch.device("cpu"), amp_dtype=None, checkpoint_root=Path("/nonexistent"),
+                            config_hash="bench")
+    return StageLoop(plan, settings, cfg.optim, lambda m, s: None), models
+
+
+def _timed_step(loop) -> float:
+    start = time.perf_counter()
+    loop.train_step()
+    return time.perf_counter() - start
+
+
+def _interleaved(a: argparse.Namespace, cases: list[str]) -> dict:
+    """All cases in one process, stepping round-robin, so a changing machine load hits every case alike."""
+    import torch
+
+    torch.set_num_threads(a.threads)
+    loops = {c: _build_case(a, c)[0] for c in cases}
+    times: dict[str, list[float]] = {c: [] for c in cases}
+    for r in range(a.warmup + a.steps):
+        for case, loop in loops.items():
+            dt = _timed_step(loop)
+            if r >= a.warmup:
+                times[case].append(dt)
+    out = {}
+    for case, ts in times.items():
+        step_s = statistics.median(ts)
+        out[case] = {"step_s": round(step_s, 4), "tokens_per_s": round(a.batch * a.seq / step_s, 1),
+                     "steps_s": [round(t, 4) for t in ts]}
+    return out
+
+
+def _rss_case(a: argparse.Namespace) -> dict:
+    """Fresh process: one warm-up step, then one timed step; peak RSS of the whole process."""
+    import torch
+
+    torch.set_num_threads(a.threads)
+    loop, models = _build_case(a, a.case)
+    loop.train_step()
+    step_s = _timed_step(loop)
+    return {"case": a.case, "step_s": round(step_s, 4), "tokens_per_s": round(a.batch * a.seq / step_s, 1),
+            "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9, 3),
+            "policy_params": sum(p.numel() for p in models.policy.parameters())}
+
+
+def main() -> None:
+    a = _parse()
+    if a.case:
+        print(json.dumps(_rss_case(a)))
+        return
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--case", "baseline"], capture_output=True,
+                          text=True, cwd=root)
+    if done.returncode != 0:
+        raise SystemExit(f"baseline RSS case failed:\n{done.stderr[-3000:]}")
+    alone = json.loads(done.stdout.strip().splitlines()[-1])
+    sys.path.insert(0, str(root))
+    results = _interleaved(a, a.cases.split(","))
+    print(json.dumps(_summary(a, results, alone), indent=2))
+
+
+def _ratio(results: dict, num: str, den: str) -> float | None:
+    if num in results and den in results:
+        return round(results[num]["step_s"] / results[den]["step_s"], 3)
+    return None
+
+
+def _summary(a: argparse.Namespace, results: dict, alone: dict) -> dict:
+    return {"shape": {"dim": a.dim, "n_heads": a.n_heads, "trunk_layers": a.trunk_layers, "n_future": a.n_future,
+                      "ffn": a.ffn, "vocab": a.vocab, "batch": a.batch, "seq": a.seq, "dtype": "float32",
+                      "threads": a.threads, "steps": a.steps, "warmup": a.warmup,
+                      "policy_params": alone["policy_params"]},
+            "interleaved_cases": results,
+            "ratios": {"baseline_over_ntp": _ratio(results, "baseline", "ntp"),
+                       "verifiable_over_baseline": _ratio(results, "verifiable", "baseline"),
+                       "rho1_over_baseline_plus_ref": _ratio(results, "rho1", "baseline_ref")},
+            "targets": {"baseline_over_ntp": 1.25, "verifiable_over_baseline": 1.10,
+                        "rho1_over_baseline_plus_ref": 1.05},
+            "baseline_alone": alone,
+            "vs_comparable": {"comparable": COMPARABLE,
+                              "throughput_ratio": round(alone["tokens_per_s"] / COMPARABLE["tokens_per_s"], 3),
+                              "memory_ratio": round(alone["peak_rss_gb"] / COMPARABLE["peak_rss_gb"], 3),
+                              "targets": {"throughput_ratio": ">= 2.0", "memory_ratio": "<= 0.3"}}}
+
+
+if __name__ == "__main__":
+    main()
