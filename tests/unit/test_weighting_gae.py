@@ -45,18 +45,21 @@ def _reference(values, rewards, mask, gamma, lam):
     return torch.tensor(delta, dtype=torch.float64), torch.tensor(adv, dtype=torch.float64)
 
 
+@pytest.mark.parametrize("seqlen", [23, 64, 201])  # one block, exactly one, several blocks of the scan
 @pytest.mark.parametrize("holes", [False, True])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_gae_matches_plain_loop(seed: int, holes: bool) -> None:
+def test_gae_matches_plain_loop(seed: int, holes: bool, seqlen: int) -> None:
     gen = torch.Generator().manual_seed(100 + seed)
-    mask = _ragged(5, 23, seed, holes)
-    values = torch.randn(5, 23, generator=gen, dtype=torch.float64)
-    rewards = torch.randn(5, 23, generator=gen, dtype=torch.float64)
+    mask = _ragged(5, seqlen, seed, holes)
+    values = torch.randn(5, seqlen, generator=gen, dtype=torch.float64)
+    rewards = torch.randn(5, seqlen, generator=gen, dtype=torch.float64)
     ref_delta, ref_adv = _reference(values, rewards, mask, 0.99, 0.95)
     assert torch.allclose(td_errors(values, rewards, mask, 0.99), ref_delta, atol=1e-6, rtol=0)
     assert torch.allclose(gae(values, rewards, mask, 0.99, 0.95), ref_adv, atol=1e-6, rtol=0)
     v32, r32 = values.float(), rewards.float()
     assert torch.allclose(gae(v32, r32, mask, 0.99, 0.95).double(), ref_adv, atol=1e-5, rtol=0)
+    _, ref_ret = _reference(torch.zeros_like(values), rewards, mask, 0.9, 1.0)
+    assert torch.allclose(value_targets(rewards, mask, 0.9), ref_ret, atol=1e-6, rtol=0)
 
 
 def test_terminal_reward_sits_on_last_response_token_and_enters_delta() -> None:
@@ -85,3 +88,14 @@ def test_value_targets_are_discounted_terminal_reward() -> None:
 def test_state_values_shift_right() -> None:
     out = state_values(torch.tensor([[1.0, 2.0, 3.0]]))
     assert out.tolist() == [[0.0, 1.0, 2.0]]
+
+
+def test_long_episode_crosses_scan_blocks() -> None:
+    mask = torch.zeros(1, 300, dtype=torch.bool)
+    mask[0, 5:290] = True
+    rewards = terminal_rewards(torch.tensor([1.0]), mask)
+    ret = value_targets(rewards, mask, 0.99)
+    expected = torch.tensor([0.99 ** (289 - u) if 5 <= u < 290 else 0.0 for u in range(300)])
+    assert torch.allclose(ret[0], expected, atol=1e-6)
+    adv = gae(torch.zeros(1, 300), rewards, mask, 1.0, 0.99)
+    assert adv[0, 5].item() == pytest.approx(0.99**284, rel=1e-4)  # ~0.058, carried through 5 blocks

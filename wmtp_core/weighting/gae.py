@@ -4,13 +4,15 @@ All tensors are (B, S) and aligned to TARGET positions u: values[:, u] is V(s_u)
 before response token u is produced; rewards[:, u] the reward for producing token u; mask[:, u] True for
 response tokens. An episode is a maximal run of True in mask: the value after its last token is 0 (terminal),
 so delta at the last response token is r_T - V(s_T) and includes the terminal reward. Positions outside the
-mask get 0. Time is scanned in reverse with tensor ops (one loop over S, no per-token host sync).
+mask get 0. Time is scanned in reverse in blocks with tensor ops (S/64 loop steps, no host sync).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+_BLOCK = 64  # time steps per block of the reverse scan
 
 
 def _next_valid(mask: Tensor) -> Tensor:
@@ -21,14 +23,28 @@ def _next_valid(mask: Tensor) -> Tensor:
 
 
 def discounted_cumsum(x: Tensor, mask: Tensor, discount: float) -> Tensor:
-    """out[u] = x[u] + discount * out[u+1] within each episode of mask; 0 outside the mask."""
+    """out[u] = x[u] + discount * out[u+1] within each episode of mask; 0 outside the mask.
+
+    Blocked reverse scan: inside a block of _BLOCK steps out = P @ x with P[u, j] = discount^(j-u) when no episode
+    boundary lies in [u, j); the block's first value carries into the previous block. S/_BLOCK loop steps.
+    """
     x = torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device))
-    carry_ok = _next_valid(mask).to(x.dtype) * discount  # (B, S)
+    breaks = (~_next_valid(mask)).to(torch.int32)  # 1 at u: u+1 is not in u's episode
     out = torch.empty_like(x)
-    running = torch.zeros_like(x[:, 0])
-    for u in range(x.shape[1] - 1, -1, -1):
-        running = x[:, u] + carry_ok[:, u] * running
-        out[:, u] = running
+    carry = torch.zeros_like(x[:, 0])  # out[:, end] of the block to the right
+    for start in reversed(range(0, x.shape[1], _BLOCK)):
+        end = min(start + _BLOCK, x.shape[1])
+        brk = breaks[:, start:end]  # (B, k)
+        before = brk.cumsum(dim=1) - brk  # boundaries strictly before each position, inside the block
+        pos = torch.arange(end - start, device=x.device)
+        dist = pos[None, :] - pos[:, None]  # (k, k): j - u
+        powers = discount ** dist.clamp_min(0).to(x.dtype)
+        linked = (dist >= 0)[None] & (before[:, None, :] == before[:, :, None])  # (B, k_u, k_j)
+        local = torch.einsum("buj,bj->bu", torch.where(linked, powers[None], 0.0), x[:, start:end])
+        open_to_end = (brk.sum(dim=1, keepdim=True) - before) == 0  # no boundary in [u, end)
+        tail = torch.where(open_to_end, discount ** (end - start - pos).to(x.dtype)[None], 0.0)
+        out[:, start:end] = local + tail * carry[:, None]
+        carry = out[:, start]
     return out
 
 
