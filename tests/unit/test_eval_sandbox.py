@@ -115,6 +115,13 @@ def test_cannot_write_to_world_writable_tmp() -> None:
     target = Path("/tmp") / f"wmtp-escape-{uuid.uuid4().hex}"
     result = run_program(f"open({str(target)!r}, 'w').write('x')", limits=FAST)
     assert result.status == "error" and not target.exists()
+    through_dir_fd = textwrap.dedent(f"""
+        import os
+        fd = os.open('/tmp', os.O_RDONLY)
+        os.close(os.open({target.name!r}, os.O_WRONLY | os.O_CREAT, dir_fd=fd))
+    """)
+    result = run_program(through_dir_fd, limits=FAST)
+    assert result.status == "error" and "directory descriptors" in result.stderr and not target.exists()
 
 
 def test_environment_secrets_are_not_inherited(monkeypatch: pytest.MonkeyPatch) -> None:

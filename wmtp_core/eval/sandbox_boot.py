@@ -54,8 +54,11 @@ def make_hook(workdir: str):
     me = os.getpid()
 
     def hook(event: str, args: tuple) -> None:
-        if event == "open" and _is_write(args[1], args[2]) and not _inside(args[0], workdir):
-            raise PermissionError(f"sandbox: write outside the work directory: {args[0]!r}")
+        if event == "open" and not _inside(args[0], workdir):
+            if _is_write(args[1], args[2]):
+                raise PermissionError(f"sandbox: write outside the work directory: {args[0]!r}")
+            if args[1] is None and os.path.isdir(args[0]):  # os.open of a directory: a dir_fd to write through
+                raise PermissionError(f"sandbox: directory descriptors outside the work directory: {args[0]!r}")
         if event in _PATH_EVENTS and not all(_inside(args[i], workdir) for i in _PATH_EVENTS[event]):
             raise PermissionError(f"sandbox: {event} outside the work directory")
         if event == "socket.__new__" and args[1] != _AF_UNIX:
