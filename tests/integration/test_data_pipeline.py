@@ -1,4 +1,4 @@
-"""prepare-data -> validate-datasets -> manifest on a small copy of the shipped data; leakage, tampering, loading."""
+"""prepare-data, validate-datasets and the manifest on a small copy of the shipped data; leakage, loading."""
 
 from __future__ import annotations
 
@@ -41,7 +41,9 @@ def test_result_counts_and_manifest(prepared) -> None:
     assert manifest["max_tokens"] == 1024 and manifest["sources"] == SOURCES
     for source, c in result.counts.items():
         assert c["in"] == c["kept"] + c["rejected"]
-        splits = sum(c[f"processed/{s}"] + c[f"processed_incorrect/{s}"] for s in ("train", "validation", "test"))
+        splits = sum(
+            c[f"processed/{s}"] + c[f"processed_incorrect/{s}"] for s in ("train", "validation", "test")
+        )
         assert splits == c["kept"]
         assert 0 < c["longest_row_tokens"] <= 1024
         entry = manifest["files"][f"{source}/processed/train.jsonl"]
@@ -65,7 +67,9 @@ def test_no_round_in_two_splits(prepared) -> None:
 
 def test_outputs_are_deterministic(prepared, tmp_path) -> None:
     _, first = prepared
-    again = prepare_and_validate(small_datasets_root(tmp_path), SOURCES, paths.CODE_TOKENIZER, max_tokens=1024, seed=0)
+    again = prepare_and_validate(
+        small_datasets_root(tmp_path), SOURCES, paths.CODE_TOKENIZER, max_tokens=1024, seed=0
+    )
     assert again.manifest_sha256 == first.manifest_sha256
 
 
@@ -78,7 +82,9 @@ def test_verify_detects_tampering_and_leakage(tmp_path) -> None:
     leaked = _rows(layout.split_file("train"))[0]
     with layout.split_file("test").open("a", encoding="utf-8") as fh:
         fh.write(json.dumps(leaked) + "\n")
-    settings = PrepareSettings(("codecontests", "mbpp"), str(paths.CODE_TOKENIZER), 1024)
+    settings = PrepareSettings(
+        sources=("codecontests", "mbpp"), tokenizer_model=str(paths.CODE_TOKENIZER), max_tokens=1024
+    )
     report, _, _ = run_validate(root, settings, verify=True)
     assert any("split leakage" in e and "train and test" in e for e in report.errors)
     assert any("mbpp/processed/test.jsonl: sha256 differs" in e for e in report.errors)
@@ -110,8 +116,18 @@ def test_missing_required_file_is_an_error(tmp_path, capsys) -> None:
 
 def test_cli_prints_counts_per_split(tmp_path, capsys) -> None:
     root = small_datasets_root(tmp_path, cc_lines=12, mbpp_lines=12)
-    args = ["--datasets-root", str(root), "--sources", "codecontests,mbpp", "--max-tokens", "1024",
-            "--ratios", "0.5,0.25,0.25", "--seed", "7"]
+    args = [
+        "--datasets-root",
+        str(root),
+        "--sources",
+        "codecontests,mbpp",
+        "--max-tokens",
+        "1024",
+        "--ratios",
+        "0.5,0.25,0.25",
+        "--seed",
+        "7",
+    ]
     assert main(["prepare-data", *args]) == 0
     out = capsys.readouterr().out
     assert "mbpp: records 12 -> raw rows 12" in out and "in 12 = kept 12 + rejected 0" in out
@@ -153,5 +169,8 @@ def test_loading_cache_follows_file_changes(tmp_path) -> None:
     path = write_jsonl(layout.split_file("train"), [processed_row(task_id="mbpp-1_A", source="mbpp")])
     assert [r["metadata"]["task_id"] for r in load_processed(tmp_path, ["mbpp"], "train")] == ["mbpp-1_A"]
     write_jsonl(path, [processed_row(task_id=f"mbpp-{i}_A", source="mbpp") for i in (2, 3)])
-    assert [r["metadata"]["task_id"] for r in load_processed(tmp_path, ["mbpp"], "train")] == ["mbpp-2_A", "mbpp-3_A"]
+    assert [r["metadata"]["task_id"] for r in load_processed(tmp_path, ["mbpp"], "train")] == [
+        "mbpp-2_A",
+        "mbpp-3_A",
+    ]
     assert len(load_processed(tmp_path, ["mbpp"], "validation", include_incorrect=True)) == 0

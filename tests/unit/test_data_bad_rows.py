@@ -1,7 +1,10 @@
-"""The bad-rows corpus (tests/fixtures/bad_rows/): each file's line 2 produces its precise `file:line: field: reason`.
+"""The bad-rows corpus (tests/fixtures/bad_rows/): line 2 of each file gives its precise error.
 
-Line 1 of every file is valid, so each run must keep exactly one row and reject exactly one (in = kept + rejected),
-write the reject to <source>/rejects.jsonl, and `validate-datasets`' raw-file check must report the same message.
+Errors read `file:line: field: reason`.
+
+Line 1 of every file is valid, so each run must keep exactly one row and reject exactly one
+(in = kept + rejected), write the reject to <source>/rejects.jsonl, and `validate-datasets`' raw-file check
+must report the same message.
 """
 
 from __future__ import annotations
@@ -37,15 +40,29 @@ CASES = {
     "wrong_type_is_correct.jsonl": ("raw", "is_correct", "expected bool, got str"),
     "wrong_type_test_case.jsonl": ("raw", re.escape("test_cases.input[1]"), "expected str, got int"),
     "mismatched_tests.jsonl": ("raw", "test_cases", re.escape("input/output lengths differ (2 != 1)")),
-    "bad_task_id.jsonl": ("raw", "task_id", re.escape("'1041E' does not match <round>_<letter> (e.g. 1041_E, mbpp-12_A)")),
+    "bad_task_id.jsonl": (
+        "raw",
+        "task_id",
+        re.escape("'1041E' does not match <round>_<letter> (e.g. 1041_E, mbpp-12_A)"),
+    ),
     "empty_code.jsonl": ("raw", "output", "empty code"),
-    "over_length.jsonl": ("raw", "output", re.escape(f"code alone needs {len(TOK.encode(OVER_LENGTH_CODE)) + 1} "
-                                                     "tokens (with EOS); with the shortest prompt (")
-                          + r"\d+ tokens\) the row has \d+ > max_tokens=256"),
+    "over_length.jsonl": (
+        "raw",
+        "output",
+        re.escape(
+            f"code alone needs {len(TOK.encode(OVER_LENGTH_CODE)) + 1} "
+            "tokens (with EOS); with the shortest prompt ("
+        )
+        + r"\d+ tokens\) the row has \d+ > max_tokens=256",
+    ),
     "mbpp_task_id_type.jsonl": ("mbpp", "task_id", "expected int, got str"),
     "mbpp_empty_code.jsonl": ("mbpp", "code", "empty code"),
     "codecontests_missing_description.jsonl": ("codecontests", "description", "missing field"),
-    "codecontests_bad_index.jsonl": ("codecontests", "cf_index", re.escape("cannot form a task_id from '101_1a'")),
+    "codecontests_bad_index.jsonl": (
+        "codecontests",
+        "cf_index",
+        re.escape("cannot form a task_id from '101_1a'"),
+    ),
 }
 
 

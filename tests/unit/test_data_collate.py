@@ -14,7 +14,13 @@ TOKENIZERS = [paths.CODE_TOKENIZER, paths.MISTRAL_TOKENIZER]
 
 
 def _example(ids: list[int], start: int, task: str = "1_A", correct: bool = True) -> dict:
-    return {"input_ids": ids, "response_start": start, "is_correct": correct, "task_id": task, "source": "mbpp"}
+    return {
+        "input_ids": ids,
+        "response_start": start,
+        "is_correct": correct,
+        "task_id": task,
+        "source": "mbpp",
+    }
 
 
 def reference_labels(examples: list[dict], n_future: int, seq: int) -> list[list[list[int]]]:
@@ -71,8 +77,11 @@ def test_max_len_cuts_the_response_and_a_too_long_prompt_is_an_error() -> None:
 
 
 def test_collator_matches_reference_and_pads_to_longest() -> None:
-    examples = [_example([1, 10, 11, 12, 13, 14, 2], 3), _example([1, 20, 21, 2], 2, "2_B", False),
-                _example([1, 30, 2], 1, "3_C")]
+    examples = [
+        _example([1, 10, 11, 12, 13, 14, 2], 3),
+        _example([1, 20, 21, 2], 2, "2_B", False),
+        _example([1, 30, 2], 1, "3_C"),
+    ]
     batch = MTPCollator(pad_id=0, n_future=4)(examples)
     assert batch["input_ids"].shape == (3, 7)  # longest in the batch, not a fixed max
     assert batch["labels"].shape == (3, 7, 4)
@@ -86,9 +95,7 @@ def test_collator_matches_reference_and_pads_to_longest() -> None:
 
 def test_label_boundaries() -> None:
     ids = [1, 5, 6, 7, 8, 9, 2]  # prompt = [1, 5, 6], response = [7, 8, 9, 2]
-    labels = MTPCollator(pad_id=0, n_future=3)(
-        [_example(ids, 3), _example([1, 4, 2], 1)]
-    )["labels"][0]
+    labels = MTPCollator(pad_id=0, n_future=3)([_example(ids, 3), _example([1, 4, 2], 1)])["labels"][0]
     # head k at t -> token t+k+1
     assert labels[2, 0] == 7 and labels[1, 1] == 7 and labels[0, 2] == 7
     assert labels[3, 0] == 8 and labels[3, 1] == 9 and labels[3, 2] == 2

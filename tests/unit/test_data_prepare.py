@@ -10,9 +10,13 @@ from wmtp_core import paths
 from wmtp_core.data.prepare import Budget, process_row
 
 TOK = Tokenizer(paths.CODE_TOKENIZER)
-LONG_LEGEND = "\n\n".join(f"Paragraph {i}: " + "the quick brown fox jumps over the lazy dog " * 6 for i in range(5))
-STATEMENT = (LONG_LEGEND + "\n\nInput\n\nOne integer n (1 ≤ n ≤ 100).\n\nOutput\n\nPrint n.\n\nExamples\n\n"
-             "Input\n\n" + "1 " * 60 + "\n\n\nOutput\n\n1\n\n\nInput\n\n" + "2 " * 60 + "\n\n\nOutput\n\n2\n")
+LONG_LEGEND = "\n\n".join(
+    f"Paragraph {i}: " + "the quick brown fox jumps over the lazy dog " * 6 for i in range(5)
+)
+STATEMENT = (
+    LONG_LEGEND + "\n\nInput\n\nOne integer n (1 ≤ n ≤ 100).\n\nOutput\n\nPrint n.\n\nExamples\n\n"
+    "Input\n\n" + "1 " * 60 + "\n\n\nOutput\n\n1\n\n\nInput\n\n" + "2 " * 60 + "\n\n\nOutput\n\n2\n"
+)
 
 
 def _total(out: dict) -> int:
@@ -20,7 +24,9 @@ def _total(out: dict) -> int:
 
 
 def _fit(max_tokens: int, code: str = "print(input())", allow: bool = False):
-    return process_row(raw_row(instruction=STATEMENT, output=code), "codecontests", Budget(TOK, max_tokens, allow))
+    return process_row(
+        raw_row(instruction=STATEMENT, output=code), "codecontests", Budget(TOK, max_tokens, allow)
+    )
 
 
 def test_full_prompt_when_it_fits() -> None:

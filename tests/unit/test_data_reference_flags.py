@@ -17,16 +17,24 @@ from wmtp_core.data.split import SplitConfig
 
 
 def _record(contest: int) -> dict:
-    return {"name": f"{contest}_A. X", "description": f"Print {contest}.\n\nInput\n\nNothing.\n\nOutput\n\nA number.",
-            "cf_contest_id": contest, "cf_index": "A", "solutions": {"language": [3], "solution": [f"print({contest})"]},
-            "tests": {"input": [""], "output": [str(contest)]}}
+    return {
+        "name": f"{contest}_A. X",
+        "description": f"Print {contest}.\n\nInput\n\nNothing.\n\nOutput\n\nA number.",
+        "cf_contest_id": contest,
+        "cf_index": "A",
+        "solutions": {"language": [3], "solution": [f"print({contest})"]},
+        "tests": {"input": [""], "output": [str(contest)]},
+    }
 
 
 def _setup(tmp_path, digest: str | None = None):
     layout = SourceLayout(tmp_path, "codecontests")
     src = write_jsonl(layout.source_dir / "sample.jsonl", [_record(c) for c in (100, 200, 300)])
-    flags = {"problem_file": "sample.jsonl", "flagged": {"200_A": {"status": "failed"}},
-             "problem_file_sha256": digest or hashlib.sha256(src.read_bytes()).hexdigest()}
+    flags = {
+        "problem_file": "sample.jsonl",
+        "flagged": {"200_A": {"status": "failed"}},
+        "problem_file_sha256": digest or hashlib.sha256(src.read_bytes()).hexdigest(),
+    }
     (layout.dir / "unreliable.json").write_text(json.dumps(flags), encoding="utf-8")
     return layout
 

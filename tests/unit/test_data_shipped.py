@@ -21,7 +21,9 @@ SHIPPED = [
 
 @pytest.mark.parametrize("rel", SHIPPED)
 def test_shipped_file_matches_documented_sha256(rel) -> None:
-    row = next(line for line in README.read_text(encoding="utf-8").splitlines() if line.startswith(f"| `{rel}`"))
+    row = next(
+        line for line in README.read_text(encoding="utf-8").splitlines() if line.startswith(f"| `{rel}`")
+    )
     documented = re.findall(r"`([0-9a-f]{64})`", row)
     assert len(documented) == 1
     assert hashlib.sha256((paths.STORAGE / rel).read_bytes()).hexdigest() == documented[0]

@@ -1,4 +1,4 @@
-"""Source readers: DeepMind CodeContests records, the shipped derived sample, MBPP, HumanEval; statement parsing."""
+"""Source readers (DeepMind CodeContests records, derived sample, MBPP, HumanEval) and statement parsing."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from wmtp_core.data.sources.humaneval import read_humaneval
 from wmtp_core.data.sources.mbpp import read_mbpp
 
 STATEMENT = (
-    "Given n numbers, print their sum.\n\nSecond paragraph.\n\nInput\n\nThe first line has n (1 ≤ n ≤ 10^5).\n\n"
+    "Given n numbers, print their sum.\n\nSecond paragraph.\n\n"
+    "Input\n\nThe first line has n (1 ≤ n ≤ 10^5).\n\n"
     "Output\n\nPrint one integer.\n\nExamples\n\nInput\n\n2\n1 2\n\n\nOutput\n\n3\n\n\nInput\n\n1\n5\n\n\n"
     "Output\n\n5\n\n\nInput\n\n1\n7\n\n\nOutput\n\n7\n\nNote\n\nIn the first example 1 + 2 = 3."
 )
@@ -28,7 +29,10 @@ def deepmind_record(**overrides) -> dict:
         "generated_tests": {"input": ["1\n9\n"], "output": ["9\n"]},
         "source": 2,
         "difficulty": 8,
-        "solutions": {"language": [3, 1, 2, 3], "solution": ["print(3)\r\n", "print 3", "int main(){}", "\n\nx=1\n"]},
+        "solutions": {
+            "language": [3, 1, 2, 3],
+            "solution": ["print(3)\r\n", "print 3", "int main(){}", "\n\nx=1\n"],
+        },
         "incorrect_solutions": {"language": [3, 1, 3], "solution": ["print(4)", "print 4", "print(3)"]},
         "cf_contest_id": 1500,
         "cf_index": "C2",
@@ -50,15 +54,22 @@ def test_statement_sections_and_examples() -> None:
 def test_parts_keep_at_most_two_examples_and_fall_back_to_tests() -> None:
     row = {"instruction": STATEMENT, "test_cases": {}}
     assert len(codecontests_parts(row).examples) == 2
-    plain = {"instruction": "Just print 1.", "test_cases": {"input": ["a", "b", "c"], "output": ["1", "1", "1"]}}
+    plain = {
+        "instruction": "Just print 1.",
+        "test_cases": {"input": ["a", "b", "c"], "output": ["1", "1", "1"]},
+    }
     parts = codecontests_parts(plain)
-    assert parts.io_spec == "" and parts.examples == ("Example 1:\nInput:\na\nOutput:\n1",
-                                                      "Example 2:\nInput:\nb\nOutput:\n1")
+    assert parts.io_spec == "" and parts.examples == (
+        "Example 1:\nInput:\na\nOutput:\n1",
+        "Example 2:\nInput:\nb\nOutput:\n1",
+    )
 
 
 def test_special_judge_heuristic() -> None:
     assert looks_special_judge("If there are several answers, print any of them.")
-    assert looks_special_judge("Your answer is accepted if its absolute or relative error does not exceed 1e-6.")
+    assert looks_special_judge(
+        "Your answer is accepted if its absolute or relative error does not exceed 1e-6."
+    )
     assert not looks_special_judge(STATEMENT)
 
 
@@ -66,10 +77,16 @@ def test_deepmind_record_conversion(tmp_path) -> None:
     path = write_jsonl(tmp_path / "dm.jsonl", [deepmind_record()])
     out = read_codecontests(path, "dm.jsonl")
     assert not out.errors
-    assert [(r["output"], r["is_correct"]) for r in out.rows] == [("print(3)", True), ("x=1", True),
-                                                                   ("print(4)", False)]
-    assert out.skipped == {"python2 solution": 2, "non-python solution (language 2)": 1,
-                           "repeated solution in the same record": 1}
+    assert [(r["output"], r["is_correct"]) for r in out.rows] == [
+        ("print(3)", True),
+        ("x=1", True),
+        ("print(4)", False),
+    ]
+    assert out.skipped == {
+        "python2 solution": 2,
+        "non-python solution (language 2)": 1,
+        "repeated solution in the same record": 1,
+    }
     row = out.rows[0]
     assert row["task_id"] == "1500_C2"
     assert row["test_cases"] == {"input": ["2\n1 2\n", "1\n5\n", "1\n9\n"], "output": ["3\n", "5\n", "9\n"]}
@@ -80,23 +97,31 @@ def test_deepmind_record_conversion(tmp_path) -> None:
 
 
 def test_deepmind_missing_optional_fields_are_empty(tmp_path) -> None:
-    rec = {"name": "7_A. X", "description": "Print 1.", "cf_contest_id": 7, "cf_index": "A",
-           "solutions": {"language": [3], "solution": ["print(1)"]}}
+    rec = {
+        "name": "7_A. X",
+        "description": "Print 1.",
+        "cf_contest_id": 7,
+        "cf_index": "A",
+        "solutions": {"language": [3], "solution": ["print(1)"]},
+    }
     out = read_codecontests(write_jsonl(tmp_path / "dm.jsonl", [rec]), "dm.jsonl")
     assert not out.errors
     assert out.rows[0]["test_cases"] == {} and out.rows[0]["input"] == ""
 
 
 def test_non_codeforces_task_id() -> None:
-    rec = deepmind_record(name="p02549 AtCoder Beginner Contest 179 - Leaping Tak", source=5, cf_contest_id=0,
-                          cf_index="")
+    rec = deepmind_record(
+        name="p02549 AtCoder Beginner Contest 179 - Leaping Tak", source=5, cf_contest_id=0, cf_index=""
+    )
     assert task_id_for(rec) == "atcoder-p02549_A"
 
 
 def test_deepmind_record_errors(tmp_path) -> None:
     bad = deepmind_record(solutions={"language": [3, 3], "solution": ["print(1)"]})
     out = read_codecontests(write_jsonl(tmp_path / "dm.jsonl", [deepmind_record(), bad]), "dm.jsonl")
-    assert [str(e) for e in out.errors] == ["dm.jsonl:2: solutions: language/solution lengths differ (2 != 1)"]
+    assert [str(e) for e in out.errors] == [
+        "dm.jsonl:2: solutions: language/solution lengths differ (2 != 1)"
+    ]
 
 
 def test_shipped_derived_sample() -> None:
@@ -122,7 +147,9 @@ def test_mbpp_and_humaneval() -> None:
 
 
 def test_statement_variants() -> None:
-    single = parse_statement("Legend.\n\nInput \n\nn\n\nOutput\n\nm\n\nExample\n\nInput\n\n1\n\nOutput\n\n2\n")
+    single = parse_statement(
+        "Legend.\n\nInput \n\nn\n\nOutput\n\nm\n\nExample\n\nInput\n\n1\n\nOutput\n\n2\n"
+    )
     assert (single.input_spec, single.output_spec, single.examples) == ("n", "m", [("1", "2")])
     interactive = parse_statement("Guess.\n\nInput\n\nn\n\nInteraction\n\nAsk ? x.\n\nOutput\n\nanswer")
     assert interactive.interaction == "Ask ? x." and looks_special_judge("Interaction\n\nAsk")

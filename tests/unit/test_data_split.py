@@ -1,4 +1,4 @@
-"""Round-grouped seeded splits: no round (or shared statement) in two splits; small sets inside their split."""
+"""Round-grouped seeded splits: no round or shared statement in two splits; small sets inside their split."""
 
 from __future__ import annotations
 
@@ -15,8 +15,13 @@ def _rows() -> list[dict]:
         for letter in "ABC":
             rows.append(raw_row(task_id=f"{contest}_{letter}", instruction=f"problem {contest}{letter}"))
     # A parallel Div. 1 round (200) reuses the statements of round 100; 201 reuses 101's B.
-    rows += [raw_row(task_id="200_A", instruction="problem 100A"), raw_row(task_id="201_C", instruction="problem 101B")]
-    rows += [raw_row(task_id=f"{c}_A", instruction=f"problem {c}A", is_correct=False) for c in range(100, 110)]
+    rows += [
+        raw_row(task_id="200_A", instruction="problem 100A"),
+        raw_row(task_id="201_C", instruction="problem 101B"),
+    ]
+    rows += [
+        raw_row(task_id=f"{c}_A", instruction=f"problem {c}A", is_correct=False) for c in range(100, 110)
+    ]
     return rows
 
 

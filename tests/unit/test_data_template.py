@@ -61,13 +61,22 @@ def test_codecontests_row_golden() -> None:
         "### Response:\n"
     )
     assert out["response"] == "a, b = map(int, input().split())\nprint(a + b)</s>"
-    assert out["metadata"] == {"task_id": "1000_A", "source": "codecontests", "is_correct": True, "has_tests": True}
+    assert out["metadata"] == {
+        "task_id": "1000_A",
+        "source": "codecontests",
+        "is_correct": True,
+        "has_tests": True,
+    }
 
 
 def test_mbpp_row_golden_shows_at_most_two_asserts() -> None:
-    row = raw_row(instruction="Write a function to add.", input="assert add(1, 2) == 3\nassert add(0, 0) == 0\n"
-                  "assert add(2, 2) == 4", output="def add(a, b):\n    return a + b", task_id="mbpp-7_A",
-                  test_cases={})
+    row = raw_row(
+        instruction="Write a function to add.",
+        input="assert add(1, 2) == 3\nassert add(0, 0) == 0\nassert add(2, 2) == 4",
+        output="def add(a, b):\n    return a + b",
+        task_id="mbpp-7_A",
+        test_cases={},
+    )
     out = process_row(row, "mbpp", Budget(Tokenizer(paths.CODE_TOKENIZER), 2048)).row
     assert out is not None
     assert out["prompt"].startswith(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from wmtp_core import paths
 from wmtp_core.data.atomic import atomic_write_text
@@ -24,11 +26,14 @@ from wmtp_core.data.validate import ValidationReport, validate_datasets
 DEFAULT_SOURCES = ("codecontests", "mbpp", "humaneval")
 
 
-@dataclass(frozen=True)
-class PrepareSettings:
+class PrepareSettings(BaseModel):
+    """Options of `prepare-data`, recorded in <datasets_root>/prepare.json for `validate-datasets`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     sources: tuple[str, ...] = DEFAULT_SOURCES
     tokenizer_model: str = str(paths.CODE_TOKENIZER)
-    max_tokens: int = 2048
+    max_tokens: int = Field(2048, gt=0)
     seed: int = 0
     ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
     allow_truncation: bool = False
@@ -51,30 +56,51 @@ def load_settings(datasets_root: Path) -> PrepareSettings | None:
     path = Path(datasets_root) / SETTINGS_NAME
     if not path.is_file():
         return None
-    data = json.loads(path.read_text(encoding="utf-8"))
-    model = Path(data["tokenizer_model"])
-    model = model if model.is_absolute() else paths.REPO_ROOT / model
-    return PrepareSettings(tuple(data["sources"]), str(model), data["max_tokens"], data["seed"],
-                           tuple(data["ratios"]), data["allow_truncation"])
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        settings = PrepareSettings.model_validate(data["settings"])
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValidationError) as err:
+        raise DatasetError(
+            f"{display_path(path)}: unreadable settings (run `wmtp prepare-data` again): {err}"
+        ) from err
+    model = Path(settings.tokenizer_model)
+    return (
+        settings
+        if model.is_absolute()
+        else settings.model_copy(update={"tokenizer_model": str(paths.REPO_ROOT / model)})
+    )
 
 
 def run_prepare(datasets_root: Path, settings: PrepareSettings) -> list[SourceReport]:
     cfg = SplitConfig(tuple(settings.ratios), settings.seed)
-    reports = prepare_datasets(Path(datasets_root), list(settings.sources), Path(settings.tokenizer_model),
-                               settings.max_tokens, cfg, settings.allow_truncation)
-    record = asdict(settings) | {"tokenizer_model": _repo_relative(Path(settings.tokenizer_model)),
-                                 "tokenizer_sha256": sha256_file(Path(settings.tokenizer_model))}
+    reports = prepare_datasets(
+        Path(datasets_root),
+        list(settings.sources),
+        Path(settings.tokenizer_model),
+        settings.max_tokens,
+        cfg,
+        settings.allow_truncation,
+    )
+    recorded = settings.model_copy(update={"tokenizer_model": _repo_relative(Path(settings.tokenizer_model))})
+    record = {
+        "settings": recorded.model_dump(mode="json"),
+        "tokenizer_sha256": sha256_file(Path(settings.tokenizer_model)),
+    }
     atomic_write_text(Path(datasets_root) / SETTINGS_NAME, json.dumps(record, indent=2) + "\n")
     return reports
 
 
-def run_validate(datasets_root: Path, settings: PrepareSettings, verify: bool = False
-                 ) -> tuple[ValidationReport, Path | None, str | None]:
+def run_validate(
+    datasets_root: Path, settings: PrepareSettings, verify: bool = False
+) -> tuple[ValidationReport, Path | None, str | None]:
     """Validate every file; then write manifest.json (or, with verify, compare against the recorded one)."""
     root = Path(datasets_root)
-    report = validate_datasets(root, list(settings.sources), Path(settings.tokenizer_model), settings.max_tokens)
-    fresh = build_manifest(root, list(settings.sources), Path(settings.tokenizer_model), settings.max_tokens,
-                           report.counts)
+    report = validate_datasets(
+        root, list(settings.sources), Path(settings.tokenizer_model), settings.max_tokens
+    )
+    fresh = build_manifest(
+        root, list(settings.sources), Path(settings.tokenizer_model), settings.max_tokens, report.counts
+    )
     if verify:
         report.errors += verify_manifest(root, read_manifest(root), fresh)
         return report, root / "manifest.json", None
@@ -87,20 +113,43 @@ def run_validate(datasets_root: Path, settings: PrepareSettings, verify: bool = 
 def summary_counts(reports: list[SourceReport], validation: ValidationReport) -> dict:
     counts = {}
     for r in reports:
-        counts[r.source] = {"records_in": r.records_in, "in": r.rows_in, "kept": r.kept, "rejected": r.rejected,
-                            "shortened": r.shortened, "truncated": r.truncated, "special_judge": r.special_judge,
-                            "without_tests": r.without_tests,
-                            "skipped": sum(r.skipped.values()), **validation.counts.get(r.source, {})}
+        counts[r.source] = {
+            "records_in": r.records_in,
+            "in": r.rows_in,
+            "kept": r.kept,
+            "rejected": r.rejected,
+            "shortened": r.shortened,
+            "truncated": r.truncated,
+            "special_judge": r.special_judge,
+            "without_tests": r.without_tests,
+            "skipped": sum(r.skipped.values()),
+            **validation.counts.get(r.source, {}),
+        }
     return counts
 
 
-def prepare_and_validate(datasets_root: Path, sources: list[str], tokenizer_model: Path, max_tokens: int = 2048,
-                         seed: int = 0, ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
-                         allow_truncation: bool = False) -> PrepareResult:
+def prepare_and_validate(
+    datasets_root: Path,
+    sources: list[str],
+    tokenizer_model: Path,
+    max_tokens: int = 2048,
+    seed: int = 0,
+    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    allow_truncation: bool = False,
+) -> PrepareResult:
     """prepare-data then validate-datasets; raises DatasetError (with every problem) when validation fails."""
-    settings = PrepareSettings(tuple(sources), str(tokenizer_model), max_tokens, seed, tuple(ratios), allow_truncation)
+    settings = PrepareSettings(
+        sources=tuple(sources),
+        tokenizer_model=str(tokenizer_model),
+        max_tokens=max_tokens,
+        seed=seed,
+        ratios=tuple(ratios),
+        allow_truncation=allow_truncation,
+    )
     reports = run_prepare(datasets_root, settings)
     validation, manifest_path, digest = run_validate(datasets_root, settings)
     if not validation.ok or manifest_path is None or digest is None:
-        raise DatasetError(f"{display_path(Path(datasets_root))}: validation failed:\n" + "\n".join(validation.errors))
+        raise DatasetError(
+            f"{display_path(Path(datasets_root))}: validation failed:\n" + "\n".join(validation.errors)
+        )
     return PrepareResult(manifest_path, digest, summary_counts(reports, validation))

@@ -21,14 +21,16 @@ IGNORE = -100
 
 
 def encode_example(tokenizer: TokenizerLike, row: dict, max_len: int) -> dict[str, Any]:
-    """Token ids of one processed row, cut to `max_len` (the prompt must leave room for >= 1 response token)."""
+    """Token ids of one processed row, cut to `max_len` (the prompt must leave room for a response token)."""
     response: str = row["response"]
     if not response.endswith(EOS_TEXT):
         raise ValueError(f"response of {row['metadata']['task_id']}: does not end with {EOS_TEXT!r}")
     prompt_ids = tokenizer.encode(row["prompt"], bos=True)
     response_ids = tokenizer.encode(response[: -len(EOS_TEXT)]) + [tokenizer.eos_id]
     if len(prompt_ids) >= max_len:
-        raise ValueError(f"{row['metadata']['task_id']}: prompt has {len(prompt_ids)} tokens >= max_len={max_len}")
+        raise ValueError(
+            f"{row['metadata']['task_id']}: prompt has {len(prompt_ids)} tokens >= max_len={max_len}"
+        )
     meta = row["metadata"]
     return {
         "input_ids": (prompt_ids + response_ids)[:max_len],

@@ -1,20 +1,40 @@
 """Splitting a Codeforces-style problem statement into legend, Input, Output, Examples and Note sections.
 
 Codeforces statements in CodeContests put each section heading on a line of its own ("Input", "Output",
-"Examples"/"Example", "Note", sometimes "Interaction"). Inside Examples, each case is an "Input" block followed
-by an "Output" block. Constraints are stated inside the Input section, so keeping that section keeps them.
+"Examples"/"Example", "Note", sometimes "Interaction"). Inside Examples, each case is an "Input" block
+followed by an "Output" block. Constraints are stated inside the Input section, so keeping that section
+keeps them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-_HEADINGS = {"input": "input", "output": "output", "interaction": "interaction", "examples": "examples",
-             "example": "examples", "note": "note", "notes": "note"}
+_HEADINGS = {
+    "input": "input",
+    "output": "output",
+    "interaction": "interaction",
+    "examples": "examples",
+    "example": "examples",
+    "note": "note",
+    "notes": "note",
+}
 # Phrases that mean the checker is not exact-match (any valid answer, or a float tolerance), lower case.
 SPECIAL_JUDGE_PHRASES = (
-    "print any", "output any", "any of them", "any one of them", "any such", "any valid", "any correct",
-    "any possible", "any suitable", "any order", "any answer", "absolute error", "relative error", "interaction",
+    "print any",
+    "output any",
+    "any of them",
+    "any one of them",
+    "any such",
+    "any valid",
+    "any correct",
+    "any possible",
+    "any suitable",
+    "any order",
+    "any answer",
+    "absolute error",
+    "relative error",
+    "interaction",
 )
 
 
@@ -77,14 +97,19 @@ def parse_statement(text: str) -> Statement:
         if name == "examples":
             st.examples.extend(_parse_examples(lines))
             continue
-        attr = {"legend": "legend", "input": "input_spec", "output": "output_spec",
-                "interaction": "interaction", "note": "note"}[name]
+        attr = {
+            "legend": "legend",
+            "input": "input_spec",
+            "output": "output_spec",
+            "interaction": "interaction",
+            "note": "note",
+        }[name]
         block = _strip_block(lines)
         setattr(st, attr, (getattr(st, attr) + "\n\n" + block).strip("\n") if getattr(st, attr) else block)
     return st
 
 
 def looks_special_judge(text: str) -> bool:
-    """Heuristic: the statement admits several answers or a tolerance, so exact-match tests are not trusted."""
+    """Heuristic: the statement admits several answers or a tolerance (exact-match tests are not trusted)."""
     lower = text.lower()
     return any(phrase in lower for phrase in SPECIAL_JUDGE_PHRASES)

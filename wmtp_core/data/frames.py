@@ -1,4 +1,4 @@
-"""pandera schemas over whole files (raw, processed, manifest) and their failures as `file:line: field: reason`.
+"""pandera schemas over whole files (raw, processed, manifest); failures become `file:line: field: reason`.
 
 Row checks in `schema.py` give the first, precise reason per line; these frame schemas re-check the typed
 columns and add the file-wide rules (uniqueness, token budget, bucket consistency).
@@ -38,7 +38,9 @@ def processed_schema(max_tokens: int, is_correct: bool):
 
     return pa.DataFrameSchema(
         {
-            "prompt": pa.Column(str, [pa.Check.str_startswith(PROMPT_HEAD), pa.Check.str_endswith(PROMPT_TAIL)]),
+            "prompt": pa.Column(
+                str, [pa.Check.str_startswith(PROMPT_HEAD), pa.Check.str_endswith(PROMPT_TAIL)]
+            ),
             "response": pa.Column(str, pa.Check.str_endswith(EOS_TEXT)),
             "task_id": pa.Column(str, pa.Check.str_matches(TASK_ID_RE.pattern)),
             "source": pa.Column(str, pa.Check.isin(list(SOURCES))),
@@ -83,7 +85,13 @@ def frame_errors(schema, records: list[dict], lines: list[int], file: str) -> li
         schema.validate(frame, lazy=True)
     except pe.SchemaErrors as err:
         cases = err.failure_cases
-        return [RowError(file, _line(c["index"]), str(c["column"] or "<row>"),
-                         f"failed {c['check']} (value {str(c['failure_case'])[:80]!r})")
-                for c in cases.to_dict("records")]
+        return [
+            RowError(
+                file,
+                _line(c["index"]),
+                str(c["column"] or "<row>"),
+                f"failed {c['check']} (value {str(c['failure_case'])[:80]!r})",
+            )
+            for c in cases.to_dict("records")
+        ]
     return []

@@ -30,7 +30,7 @@ def _parse(text: str, file: str, line_no: int) -> dict | RowError:
 
 
 def iter_jsonl(path: Path, display: str | None = None) -> Iterator[tuple[int, dict | RowError]]:
-    """(1-based line number, parsed object or the line's error) for every line; a final newline is optional."""
+    """(1-based line number, parsed object or that line's error) per line; the final newline is optional."""
     if not path.is_file():
         raise DatasetError(f"{display or path}: required file not found")
     file = display or str(path)

@@ -43,8 +43,9 @@ def dataset_files(datasets_root: Path, sources: list[str]) -> list[Path]:
     return files
 
 
-def build_manifest(datasets_root: Path, sources: list[str], tokenizer_model: Path, max_tokens: int,
-                   counts: dict) -> dict:
+def build_manifest(
+    datasets_root: Path, sources: list[str], tokenizer_model: Path, max_tokens: int, counts: dict
+) -> dict:
     files = {}
     for path in dataset_files(datasets_root, sources):
         if not path.is_file():
@@ -96,8 +97,11 @@ def verify_manifest(datasets_root: Path, recorded: dict, fresh: dict) -> list[st
         elif rel not in old:
             errors.append(f"{where}: {rel}: present now but not recorded")
         else:
-            errors += [f"{where}: {rel}: {k} differs (recorded {old[rel].get(k)!r}, now {new[rel][k]!r})"
-                       for k in ("sha256", "rows", "bytes") if old[rel].get(k) != new[rel][k]]
+            errors += [
+                f"{where}: {rel}: {k} differs (recorded {old[rel].get(k)!r}, now {new[rel][k]!r})"
+                for k in ("sha256", "rows", "bytes")
+                if old[rel].get(k) != new[rel][k]
+            ]
     for key in ("tokenizer", "max_tokens"):
         if recorded.get(key) != fresh[key]:
             errors.append(f"{where}: {key} differs (recorded {recorded.get(key)!r}, now {fresh[key]!r})")

@@ -65,8 +65,15 @@ def _valid_raw(rows: SourceRows, report: SourceReport, rejects: list[dict]) -> t
     return keep, origins
 
 
-def _process(raw: list[dict], origins: list[tuple], source: str, budget: Budget, report: SourceReport,
-             rejects: list[dict], untrusted: frozenset[str]) -> _Kept:
+def _process(
+    raw: list[dict],
+    origins: list[tuple],
+    source: str,
+    budget: Budget,
+    report: SourceReport,
+    rejects: list[dict],
+    untrusted: frozenset[str],
+) -> _Kept:
     kept, seen = _Kept(), {}
     for row, origin in zip(raw, origins):
         result = process_row(row, source, budget, untrusted)
@@ -96,8 +103,13 @@ def _write_splits(layout: SourceLayout, kept: _Kept, cfg: SplitConfig, report: S
     for name in SPLIT_FILES:
         base, cap = SMALL.get(name, (name, None))
         for incorrect in (False, True):
-            rows = [p for p, s, g in zip(kept.processed, splits, group_of)
-                    if s == base and p["metadata"]["is_correct"] is not incorrect and (cap is None or g in small[name])]
+            rows = [
+                p
+                for p, s, g in zip(kept.processed, splits, group_of)
+                if s == base
+                and p["metadata"]["is_correct"] is not incorrect
+                and (cap is None or g in small[name])
+            ]
             rows = rows if cap is None else rows[:cap]
             path = layout.split_file(name, incorrect=incorrect)
             report.split_rows[f"{path.parent.name}/{name}"] = atomic_write_jsonl(path, rows)
@@ -105,8 +117,12 @@ def _write_splits(layout: SourceLayout, kept: _Kept, cfg: SplitConfig, report: S
 
 def prepare_source(layout: SourceLayout, budget: Budget, cfg: SplitConfig) -> SourceReport:
     rows = read_source(layout)
-    report = SourceReport(layout.source, records_in=rows.records_in, skipped=dict(rows.skipped),
-                          special_judge=len(rows.special_judge))
+    report = SourceReport(
+        layout.source,
+        records_in=rows.records_in,
+        skipped=dict(rows.skipped),
+        special_judge=len(rows.special_judge),
+    )
     rejects: list[dict] = []
     for err in rows.errors:
         _reject(report, rejects, err, "source")
@@ -122,7 +138,13 @@ def prepare_source(layout: SourceLayout, budget: Budget, cfg: SplitConfig) -> So
     return report
 
 
-def prepare_datasets(datasets_root: Path, sources: list[str], tokenizer_model: Path, max_tokens: int = 2048,
-                     cfg: SplitConfig = SplitConfig(), allow_truncation: bool = False) -> list[SourceReport]:
+def prepare_datasets(
+    datasets_root: Path,
+    sources: list[str],
+    tokenizer_model: Path,
+    max_tokens: int = 2048,
+    cfg: SplitConfig = SplitConfig(),
+    allow_truncation: bool = False,
+) -> list[SourceReport]:
     budget = Budget(SpTokenizer(tokenizer_model), max_tokens, allow_truncation)
     return [prepare_source(SourceLayout(datasets_root, s), budget, cfg) for s in sources]

@@ -58,14 +58,16 @@ def _word_cut_candidates(parts: PromptParts, fits: Callable[[str, str], bool]) -
         yield cut_words(first, k), ni
     short = cut_words(first, MIN_LEGEND_WORDS)
     io_words = len(parts.io_spec.split(" "))
-    k = _largest_fitting(io_words, lambda n: fits(short, parts.normalized_input(0, cut_words(parts.io_spec, n))))
+    k = _largest_fitting(
+        io_words, lambda n: fits(short, parts.normalized_input(0, cut_words(parts.io_spec, n)))
+    )
     if k:
         yield short, parts.normalized_input(0, cut_words(parts.io_spec, k))
     yield short, ""
 
 
 def prompt_candidates(parts: PromptParts, fits: Callable[[str, str], bool]) -> Iterator[tuple[str, str]]:
-    """(instruction, normalized_input) from the fullest to the shortest; the last one is the minimal prompt."""
+    """(instruction, normalized_input) from the fullest to the shortest; the last is the minimal prompt."""
     for n_ex in range(min(MAX_EXAMPLES, len(parts.examples)), -1, -1):
         yield parts.instruction(), parts.normalized_input(n_ex)
     for n_par in range(len(parts.legend) - 1, 0, -1):
@@ -83,8 +85,12 @@ def has_tests(row: dict, source: str, untrusted: frozenset[str] = frozenset()) -
 
 
 def _processed_row(prompt: str, code: str, row: dict, source: str, untrusted: frozenset[str]) -> dict:
-    meta = {"task_id": row["task_id"], "source": source, "is_correct": row["is_correct"],
-            "has_tests": has_tests(row, source, untrusted)}
+    meta = {
+        "task_id": row["task_id"],
+        "source": source,
+        "is_correct": row["is_correct"],
+        "has_tests": has_tests(row, source, untrusted),
+    }
     return {"prompt": prompt, "response": build_response(code), "metadata": meta}
 
 
@@ -116,6 +122,9 @@ def process_row(row: dict, source: str, budget: Budget, untrusted: frozenset[str
     if budget.allow_truncation and room > 1:
         cut = _truncate_code(code, budget, room)
         return Processed(_processed_row(prompt, cut, row, source, untrusted), truncated=True)
-    return Processed(None, f"code alone needs {code_len} tokens (with EOS); with the shortest prompt "
-                           f"({budget.prompt_len(prompt)} tokens) the row has {code_len + budget.prompt_len(prompt)}"
-                           f" > max_tokens={budget.max_tokens}")
+    return Processed(
+        None,
+        f"code alone needs {code_len} tokens (with EOS); with the shortest prompt "
+        f"({budget.prompt_len(prompt)} tokens) the row has {code_len + budget.prompt_len(prompt)}"
+        f" > max_tokens={budget.max_tokens}",
+    )

@@ -44,8 +44,10 @@ def _example_block(i: int, inp: str, out: str) -> str:
 def codecontests_parts(row: dict) -> PromptParts:
     st = parse_statement(row["instruction"])
     pairs = st.examples or list(zip(row["test_cases"].get("input", []), row["test_cases"].get("output", [])))
-    examples = tuple(_example_block(i, a.strip("\n"), b.strip("\n")) for i, (a, b) in
-                     enumerate(pairs[:MAX_EXAMPLES], start=1))
+    examples = tuple(
+        _example_block(i, a.strip("\n"), b.strip("\n"))
+        for i, (a, b) in enumerate(pairs[:MAX_EXAMPLES], start=1)
+    )
     if not st.structured:
         return PromptParts(_paragraphs(row["instruction"]), "", examples)
     io = [f"Input format:\n{st.input_spec}", f"Output format:\n{st.output_spec}"]

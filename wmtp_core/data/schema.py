@@ -78,7 +78,9 @@ def check_test_cases(tc: dict) -> list[Problem]:
             if not isinstance(item, str):
                 problems.append((f"test_cases.{side}[{i}]", f"expected str, got {_type_name(item)}"))
     if len(tc["input"]) != len(tc["output"]):
-        problems.append(("test_cases", f"input/output lengths differ ({len(tc['input'])} != {len(tc['output'])})"))
+        problems.append(
+            ("test_cases", f"input/output lengths differ ({len(tc['input'])} != {len(tc['output'])})")
+        )
     return problems
 
 

@@ -1,4 +1,4 @@
-"""Deterministic SentencePiece training of the project's 8000-piece code tokenizer (`wmtp train-tokenizer`)."""
+"""Deterministic SentencePiece training of the project's 8000-piece code tokenizer (wmtp train-tokenizer)."""
 
 from __future__ import annotations
 

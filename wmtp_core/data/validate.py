@@ -61,16 +61,25 @@ def token_count(tokenizer: SpTokenizer, row: dict) -> int:
 
 def check_raw_file(path: Path) -> FileCheck:
     fc = read_checked(path, raw_problems)
-    flat = [{k: v for k, v in r.items() if k != "test_cases"} | {"n_tests": len(r["test_cases"].get("input", []))}
-            for r in fc.rows]
+    flat = [
+        {k: v for k, v in r.items() if k != "test_cases"} | {"n_tests": len(r["test_cases"].get("input", []))}
+        for r in fc.rows
+    ]
     fc.errors += frame_errors(raw_schema(), flat, fc.lines, display_path(path))
     return fc
 
 
 def check_processed_file(path: Path, incorrect: bool, tokenizer: SpTokenizer, max_tokens: int) -> FileCheck:
     fc = read_checked(path, lambda o: processed_problems(o, expect_correct=not incorrect))
-    flat = [{"prompt": r["prompt"], "response": r["response"], **r["metadata"], "n_tokens": token_count(tokenizer, r)}
-            for r in fc.rows]
+    flat = [
+        {
+            "prompt": r["prompt"],
+            "response": r["response"],
+            **r["metadata"],
+            "n_tokens": token_count(tokenizer, r),
+        }
+        for r in fc.rows
+    ]
     fc.errors += frame_errors(processed_schema(max_tokens, not incorrect), flat, fc.lines, display_path(path))
     fc.longest = max((r["n_tokens"] for r in flat), default=0)
     return fc
@@ -90,21 +99,26 @@ def _leakage(layout: SourceLayout, files: dict[tuple[str, bool], FileCheck]) -> 
             for shared, what in ((rounds[a] & rounds[b], "round"), (prompts[a] & prompts[b], "prompt")):
                 if shared:
                     sample = sorted(shared)[0][:60]
-                    errors.append(f"{display_path(layout.dir)}: split leakage: {len(shared)} {what}(s) in both "
-                                  f"{a} and {b} (e.g. {sample!r})")
+                    errors.append(
+                        f"{display_path(layout.dir)}: split leakage: {len(shared)} {what}(s) in both "
+                        f"{a} and {b} (e.g. {sample!r})"
+                    )
     for (name, incorrect), fc in files.items():
         if name in SMALL:
             base = {(r["prompt"], r["response"]) for r in files[(SMALL[name][0], incorrect)].rows}
             outside = [ln for r, ln in zip(fc.rows, fc.lines) if (r["prompt"], r["response"]) not in base]
             cap = SMALL[name][1]
-            errors += [f"{display_path(fc.path)}:{ln}: <row>: not in {SMALL[name][0]}.jsonl" for ln in outside]
+            errors += [
+                f"{display_path(fc.path)}:{ln}: <row>: not in {SMALL[name][0]}.jsonl" for ln in outside
+            ]
             if fc.total > cap:
                 errors.append(f"{display_path(fc.path)}: {fc.total} rows > {cap} allowed for {name}")
     return errors
 
 
-def validate_source(layout: SourceLayout, tokenizer: SpTokenizer, max_tokens: int,
-                    report: ValidationReport) -> None:
+def validate_source(
+    layout: SourceLayout, tokenizer: SpTokenizer, max_tokens: int, report: ValidationReport
+) -> None:
     counts: dict[str, int] = {}
     raw = check_raw_file(layout.raw_file)
     counts["raw"] = raw.total
@@ -112,7 +126,9 @@ def validate_source(layout: SourceLayout, tokenizer: SpTokenizer, max_tokens: in
     files: dict[tuple[str, bool], FileCheck] = {}
     for name in SPLIT_FILES:
         for incorrect in (False, True):
-            fc = check_processed_file(layout.split_file(name, incorrect=incorrect), incorrect, tokenizer, max_tokens)
+            fc = check_processed_file(
+                layout.split_file(name, incorrect=incorrect), incorrect, tokenizer, max_tokens
+            )
             files[(name, incorrect)] = fc
             counts[f"{fc.path.parent.name}/{name}"] = fc.total
             report.errors += [str(e) for e in fc.errors]
@@ -121,8 +137,9 @@ def validate_source(layout: SourceLayout, tokenizer: SpTokenizer, max_tokens: in
     report.counts[layout.source] = counts
 
 
-def validate_datasets(datasets_root: Path, sources: list[str], tokenizer_model: Path,
-                      max_tokens: int = 2048) -> ValidationReport:
+def validate_datasets(
+    datasets_root: Path, sources: list[str], tokenizer_model: Path, max_tokens: int = 2048
+) -> ValidationReport:
     tokenizer = SpTokenizer(tokenizer_model)
     report = ValidationReport()
     for source in sources:

@@ -26,13 +26,21 @@ def parse_sources(text: str) -> tuple[str, ...]:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("prepare-data", help="build raw/processed datasets, splits and small sets")
     p.add_argument("--datasets-root", type=Path, default=paths.DATASETS_ROOT)
-    p.add_argument("--sources", type=parse_sources, default=("codecontests", "mbpp", "humaneval"),
-                   help="comma list of codecontests,mbpp,humaneval")
-    p.add_argument("--tokenizer", type=Path, default=paths.CODE_TOKENIZER, help="SentencePiece model for lengths")
+    p.add_argument(
+        "--sources",
+        type=parse_sources,
+        default=("codecontests", "mbpp", "humaneval"),
+        help="comma list of codecontests,mbpp,humaneval",
+    )
+    p.add_argument(
+        "--tokenizer", type=Path, default=paths.CODE_TOKENIZER, help="SentencePiece model for lengths"
+    )
     p.add_argument("--max-tokens", type=int, default=2048, help="BOS + prompt + code + EOS budget")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ratios", type=parse_ratios, default=(0.8, 0.1, 0.1), help="train,validation,test")
-    p.add_argument("--allow-truncation", action="store_true", help="cut code that cannot fit instead of rejecting")
+    p.add_argument(
+        "--allow-truncation", action="store_true", help="cut code that cannot fit instead of rejecting"
+    )
     p.set_defaults(func=run)
 
 
@@ -42,9 +50,15 @@ def run(args: argparse.Namespace) -> int:
     from wmtp_core.data.layout import SourceLayout, display_path
     from wmtp_core.data.report import format_prepare
 
-    settings = PrepareSettings(args.sources, str(args.tokenizer), args.max_tokens, args.seed, args.ratios,
-                               args.allow_truncation)
     try:
+        settings = PrepareSettings(
+            sources=args.sources,
+            tokenizer_model=str(args.tokenizer),
+            max_tokens=args.max_tokens,
+            seed=args.seed,
+            ratios=args.ratios,
+            allow_truncation=args.allow_truncation,
+        )
         reports = run_prepare(args.datasets_root, settings)
     except (DatasetError, ValueError, FileNotFoundError) as err:
         print(f"prepare-data: error: {err}", file=sys.stderr)

@@ -10,7 +10,9 @@ from wmtp_core import paths
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train-tokenizer", help="train the 8000-piece code tokenizer (deterministic)")
-    p.add_argument("--datasets-root", type=Path, default=paths.DATASETS_ROOT, help="where <source>/source/ live")
+    p.add_argument(
+        "--datasets-root", type=Path, default=paths.DATASETS_ROOT, help="where <source>/source/ live"
+    )
     p.add_argument("--out", type=Path, default=paths.CODE_TOKENIZER, help="output .model path")
     p.add_argument("--vocab-size", type=int, default=8000)
     p.add_argument("--model-type", choices=["bpe", "unigram"], default="bpe")

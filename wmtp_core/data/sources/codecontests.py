@@ -1,15 +1,17 @@
 """CodeContests -> raw rows. Reads DeepMind's record format and the shipped derived sample's format.
 
 DeepMind records: `name`, `description`, `public_tests`/`private_tests`/`generated_tests` ({input, output}),
-`solutions`/`incorrect_solutions` ({language: [id], solution: [code]}), `source`, `cf_contest_id`, `cf_index`, ...
-Language ids: 0 unknown, 1 PYTHON (Python 2), 2 C++, 3 PYTHON3, 4 Java. Only PYTHON3 solutions become rows;
-Python 2 solutions are skipped and counted (as Python 3 they would often be wrong "correct" answers, e.g. `print x`).
-Missing optional fields are treated as empty objects. Correct solutions give `is_correct=true` rows, incorrect
-ones `is_correct=false` rows, all with the same task_id; code repeated within a record is kept once (the
-first occurrence, correct before incorrect) and the repeats are counted as skipped. Test cases: public + private + generated, in that order.
+`solutions`/`incorrect_solutions` ({language: [id], solution: [code]}), `source`, `cf_contest_id`,
+`cf_index`, ... Language ids: 0 unknown, 1 PYTHON (Python 2), 2 C++, 3 PYTHON3, 4 Java. Only PYTHON3 solutions
+become rows; Python 2 solutions are skipped and counted (as Python 3 they would often be wrong "correct"
+answers, e.g. `print x`). Missing optional fields are treated as empty objects. Correct solutions give
+`is_correct=true` rows, incorrect ones `is_correct=false` rows, all with the same task_id; code repeated
+within a record is kept once (the first occurrence, correct before incorrect) and the repeats are counted as
+skipped. Test cases: public + private + generated, in that order.
 
-The derived sample (one file per line: `name`, `description`, `cf_contest_id`, `cf_index`, `solutions`, `tests`)
-has one accepted Python 3 solution per problem and up to 10 stripped test cases (feed `input + "\n"`).
+The derived sample (one problem per line: `name`, `description`, `cf_contest_id`, `cf_index`, `solutions`,
+`tests`) has one accepted Python 3 solution per problem and up to 10 stripped test cases
+(feed `input + "\n"`).
 """
 
 from __future__ import annotations
@@ -24,8 +26,15 @@ from wmtp_core.data.schema import TASK_ID_RE, Problem, check_fields, check_test_
 from wmtp_core.data.sources.common import SourceRows, raw_row
 
 PYTHON2, PYTHON3 = 1, 3
-SOURCE_NAMES = {0: "unknown", 1: "codechef", 2: "codeforces", 3: "hackerearth", 4: "codejam", 5: "atcoder",
-                6: "aizu"}
+SOURCE_NAMES = {
+    0: "unknown",
+    1: "codechef",
+    2: "codeforces",
+    3: "hackerearth",
+    4: "codejam",
+    5: "atcoder",
+    6: "aizu",
+}
 _TEST_GROUPS = ("public_tests", "private_tests", "generated_tests")
 
 
@@ -51,7 +60,9 @@ def _check_solutions(sols: dict, name: str) -> list[Problem]:
     if problems:
         return problems
     if len(sols["language"]) != len(sols["solution"]):
-        return [(name, f"language/solution lengths differ ({len(sols['language'])} != {len(sols['solution'])})")]
+        return [
+            (name, f"language/solution lengths differ ({len(sols['language'])} != {len(sols['solution'])})")
+        ]
     for i, (lang, code) in enumerate(zip(sols["language"], sols["solution"])):
         if type(lang) is not int:
             problems.append((f"{name}.language[{i}]", f"expected int, got {type(lang).__name__}"))
@@ -63,8 +74,11 @@ def _check_solutions(sols: dict, name: str) -> list[Problem]:
 def _record_problems(rec: dict, derived: bool) -> list[Problem]:
     required = {"name": str, "description": str}
     problems = [(k, "missing field") for k in required if k not in rec]
-    problems += [(k, f"expected str, got {type(rec[k]).__name__}") for k, t in required.items()
-                 if k in rec and not isinstance(rec[k], t)]
+    problems += [
+        (k, f"expected str, got {type(rec[k]).__name__}")
+        for k, t in required.items()
+        if k in rec and not isinstance(rec[k], t)
+    ]
     groups = ("solutions", "tests") if derived else ("solutions", "incorrect_solutions", *_TEST_GROUPS)
     for g in groups:
         value = rec.get(g, {})
@@ -73,7 +87,7 @@ def _record_problems(rec: dict, derived: bool) -> list[Problem]:
         elif g.endswith("solutions"):
             problems += _check_solutions(value, g)
         else:
-            problems += [(f"{g}{f[len('test_cases'):]}", r) for f, r in check_test_cases(value)]
+            problems += [(f"{g}{f[len('test_cases') :]}", r) for f, r in check_test_cases(value)]
     if not problems and not rec["description"].strip():
         problems.append(("description", "empty"))
     if not problems and not TASK_ID_RE.match(task_id_for(rec)):
@@ -111,7 +125,9 @@ def convert_record(rec: dict, origin: tuple[str, int], out: SourceRows) -> None:
         sols = rec.get(group, {})
         for lang, code in zip(sols.get("language", []), sols.get("solution", [])):
             if lang != PYTHON3:
-                out.skipped["python2 solution" if lang == PYTHON2 else f"non-python solution (language {lang})"] += 1
+                out.skipped[
+                    "python2 solution" if lang == PYTHON2 else f"non-python solution (language {lang})"
+                ] += 1
                 continue
             if not code.strip():
                 out.errors.append(RowError(origin[0], origin[1], f"{group}.solution", "empty code"))

@@ -44,8 +44,9 @@ def full_text(instruction: str, input_text: str, output: str) -> str:
     return "\n\n".join(part for part in (instruction, input_text, output) if part)
 
 
-def raw_row(instruction: str, input_text: str, output: str, task_id: str, test_cases: dict,
-            is_correct: bool) -> dict:
+def raw_row(
+    instruction: str, input_text: str, output: str, task_id: str, test_cases: dict, is_correct: bool
+) -> dict:
     instruction = normalize_newlines(instruction).strip()
     input_text = normalize_newlines(input_text).strip("\n")
     output = clean_code(output)

@@ -14,8 +14,14 @@ from wmtp_core.data.jsonl import iter_jsonl
 from wmtp_core.data.schema import Problem, check_fields, combine
 from wmtp_core.data.sources.common import SourceRows, raw_row
 
-MBPP_FIELDS: dict[str, type] = {"text": str, "code": str, "task_id": int, "test_setup_code": str,
-                                "test_list": list, "challenge_test_list": list}
+MBPP_FIELDS: dict[str, type] = {
+    "text": str,
+    "code": str,
+    "task_id": int,
+    "test_setup_code": str,
+    "test_list": list,
+    "challenge_test_list": list,
+}
 
 
 def _problems(rec: dict) -> list[Problem]:
@@ -24,7 +30,9 @@ def _problems(rec: dict) -> list[Problem]:
         return problems
     if rec["task_id"] < 0:
         return [("task_id", f"expected a non-negative id, got {rec['task_id']}")]
-    problems += [(f"test_list[{i}]", "expected str") for i, t in enumerate(rec["test_list"]) if not isinstance(t, str)]
+    problems += [
+        (f"test_list[{i}]", "expected str") for i, t in enumerate(rec["test_list"]) if not isinstance(t, str)
+    ]
     if not rec["code"].strip():
         problems.append(("code", "empty code"))
     if not rec["text"].strip():

@@ -45,8 +45,10 @@ def read_source(layout: SourceLayout) -> SourceRows:
     if not files:
         if layout.raw_file.is_file():
             return read_raw_file(layout.raw_file, layout.relative(layout.raw_file))
-        raise DatasetError(f"{display_path(layout.source_dir)}: no {SOURCE_FILES[layout.source]} source file "
-                           f"and no {display_path(layout.raw_file)}")
+        raise DatasetError(
+            f"{display_path(layout.source_dir)}: no {SOURCE_FILES[layout.source]} source file "
+            f"and no {display_path(layout.raw_file)}"
+        )
     reader = read_codecontests if layout.source == "codecontests" else read_mbpp
     out = SourceRows()
     for path in files:
