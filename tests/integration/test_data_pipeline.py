@@ -110,6 +110,9 @@ def test_missing_required_file_is_an_error(tmp_path, capsys) -> None:
     SourceLayout(root, "mbpp").split_file("test").unlink()
     assert main(["validate-datasets", "--datasets-root", str(root)]) == 2
     assert "mbpp/processed/test.jsonl: required file not found" in capsys.readouterr().err
+    (root / "prepare.json").write_text('{"settings": {"max_tokens": 0}}', encoding="utf-8")
+    assert main(["validate-datasets", "--datasets-root", str(root)]) == 2
+    assert "prepare.json: unreadable settings" in capsys.readouterr().err
     with pytest.raises(DatasetError, match="no mbpp.jsonl source file"):
         prepare_and_validate(tmp_path / "empty", ["mbpp"], paths.CODE_TOKENIZER)
 
