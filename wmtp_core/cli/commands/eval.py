@@ -37,6 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--workers", type=int, default=2, help="parallel sandboxes")
     p.add_argument("--batch-size", type=int, default=16, help="samples decoded together")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (1 is much faster than the default on a busy shared machine)")
     p.add_argument("--speculative", action="store_true", help="self-speculative greedy decoding (MTP heads)")
     p.add_argument("--check-references", action="store_true",
                    help="run the dataset's reference solutions instead of a model; for codecontests this "
@@ -69,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("wmtp eval: --model is required (or use --check-references)")
     from wmtp_core.eval.harness import evaluate
 
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     temperature = args.temperature if args.temperature is not None else (0.0 if args.n == 1 else 0.8)
     out = args.out or paths.RUNS_ROOT / "eval" / f"{args.model.name}-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     result = evaluate(args.model, args.dataset, args.n, args.k, args.limit, out, temperature=temperature,
