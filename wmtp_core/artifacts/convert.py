@@ -109,14 +109,27 @@ def existing_conversion(out: Path, source_files: dict[str, FileEntry], settings:
     return f"{out}: already converted from this source ({meta.created_at}); nothing to do"
 
 
-def mmap_loader(checkpoint: Path) -> TensorLoader:
-    """Map the checkpoint afresh for every tensor, so earlier tensors' source pages leave memory with the map.
+MAP_REUSE_BYTES = 32 * 1024**2  # source bytes read through one memory map before it is reopened
 
-    Returns the memory-mapped source tensor; the writer casts it chunk by chunk.
+
+def mmap_loader(checkpoint: Path, reuse_bytes: int = MAP_REUSE_BYTES) -> TensorLoader:
+    """Memory-mapped source tensors; the map is reopened once `reuse_bytes` were read through it.
+
+    Pages read through a map stay resident until the map is closed, so reopening bounds them (small
+    tensors share a map, a large one gets its own). The writer casts each tensor chunk by chunk.
     """
+    current: dict[str, Any] = {"state": None, "read": 0}
+
     def load(key: str) -> torch.Tensor:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
-        return state.pop(key)
+        if current["state"] is None or current["read"] >= reuse_bytes:
+            current["state"] = None  # release the previous map first
+            current["state"] = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+            current["read"] = 0
+        tensor = current["state"].pop(key)
+        current["read"] += tensor.numel() * tensor.element_size()
+        if not current["state"]:
+            current["state"] = None
+        return tensor
     return load
 
 

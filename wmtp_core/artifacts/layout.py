@@ -169,5 +169,10 @@ class ModelLayout:
         return sorted(
             p.relative_to(self.root).as_posix()
             for p in self.root.rglob("*")
-            if p.is_file() and p.relative_to(self.root).as_posix() not in skip
+            if p.is_file() and p.relative_to(self.root).as_posix() not in skip and not _is_cache_temp(p.name)
         )
+
+
+def _is_cache_temp(name: str) -> bool:
+    """A verify cache being written by a concurrent loader (atomic_output's `.<name>.<random>.tmp`)."""
+    return name.startswith(f".{VERIFY_CACHE_NAME}.") and name.endswith(".tmp")
