@@ -53,13 +53,14 @@ def test_multilogger_fans_out_and_converts_tensors() -> None:
 
 
 def test_heatmap_colours_response_tokens_and_escapes() -> None:
-    sample = WeightedSample("task <1>", ["\u2581def", "<s>", "\u2581x", "\n"], [None, 1.0, 4.0, 0.0])
+    sample = WeightedSample("task <1>", ["\u2581def", "<s>", "\u2581x", "<0x0A>"], [None, 1.0, 4.0, 0.0])
     page = token_weight_html([sample], "weights")
     assert "task &lt;1&gt;" in page and "&lt;s&gt;" in page  # escaped, not raw HTML
     assert page.count('class="tok"') == 3 and page.count('class="ctx"') == 1
     assert "rgb(255,255,255)" in page  # weight 1 is white
     assert "rgb(0,0,255)" in page  # weight 0 is full blue
     assert 'title="w=4.000"' in page
+    assert "&#8629;\n" in page and "0x0A" not in page  # byte piece shown as a newline
 
 
 def test_heatmap_rejects_length_mismatch() -> None:

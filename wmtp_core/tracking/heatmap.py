@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 SPACE_PIECE = "\u2581"  # SentencePiece word-boundary marker
+BYTE_PIECE = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")  # byte-fallback piece, e.g. <0x0A> = newline
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,10 @@ def _colour(weight: float, vmax: float) -> str:
 
 
 def _piece_text(piece: str) -> str:
-    return html.escape(piece.replace(SPACE_PIECE, " ")).replace("\n", "&#8629;<br>")
+    byte = BYTE_PIECE.match(piece)
+    if byte is not None and int(byte[1], 16) < 128:
+        piece = chr(int(byte[1], 16))
+    return html.escape(piece.replace(SPACE_PIECE, " ")).replace("\n", "&#8629;\n")
 
 
 def _token_span(piece: str, weight: float | None, vmax: float) -> str:
