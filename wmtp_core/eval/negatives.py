@@ -20,8 +20,11 @@ from wmtp_core.eval.checkers import check
 from wmtp_core.eval.label import raw_label_row
 from wmtp_core.eval.mutate import Mutation, mutants
 from wmtp_core.eval.problems import Problem
-from wmtp_core.eval.sandbox import detect_isolation
+from wmtp_core.eval.sandbox import SandboxLimits, detect_isolation
 from wmtp_core.io import atomic_write_text
+
+# References pass well inside these; mutants that loop (a dropped `i += 1`) are cut off early.
+NEGATIVE_LIMITS = SandboxLimits(wall_s=4.0, cpu_s=2, max_output_bytes=1 << 20)
 
 
 @dataclass
@@ -38,14 +41,14 @@ def sidecar_path_for(out_path: Path) -> Path:
     return out_path.with_name(out_path.name.removesuffix(".jsonl") + ".mutations.jsonl")
 
 
-def negatives_for(problem: Problem, per_problem: int, max_tries: int, seed: int
-                  ) -> tuple[list[tuple[Mutation, str, str]], Counter]:
+def negatives_for(problem: Problem, per_problem: int, max_tries: int, seed: int,
+                  limits: SandboxLimits = NEGATIVE_LIMITS) -> tuple[list[tuple[Mutation, str, str]], Counter]:
     """Up to `per_problem` (mutation, code, detail) that fail the tests, trying at most `max_tries` mutants."""
     candidates = mutants(problem.reference)
     random.Random(f"{seed}:{problem.task_id}").shuffle(candidates)
     kept, rejected = [], Counter()
     for mutation, code in candidates[:max_tries]:
-        verdict = check(problem, code)
+        verdict = check(problem, code, limits)
         if verdict.status == "failed":
             kept.append((mutation, code, verdict.detail))
             if len(kept) == per_problem:
