@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -96,35 +95,6 @@ def test_vessl_job_failure_and_train_command(server, tmp_path) -> None:
     multi = block.model_copy(update={"gpu_count": 4}).train_command(["--preset", "a"])
     assert multi[:3] == ["torchrun", "--standalone", "--nproc-per-node=4"] and multi[3:6] == ["-m", "wmtp_core.cli",
                                                                                               "train"]
-
-
-NESTED_MLFLOW_CODE = (
-    "import json, os, sys, mlflow\n"
-    "parent = os.environ['WMTP_PARENT_RUN_ID']\n"
-    "assert os.environ['MLFLOW_TRACKING_PASSWORD'] == 'pw-remote'\n"
-    "with mlflow.start_run(run_name='stage2-remote', tags={'mlflow.parentRunId': parent}) as run:\n"
-    "    mlflow.log_metric('loss', 1.25, step=1)\n"
-    "    rid = run.info.run_id\n"
-    "json.dump({'mlflow_run_id': rid}, open(os.path.join(sys.argv[1], 'result.json'), 'w'))\n"
-)
-
-
-@pytest.mark.slow
-def test_remote_job_logs_a_nested_mlflow_run_under_the_flow_parent(server, tmp_path, monkeypatch) -> None:
-    import mlflow
-
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # file store: no DB migrations on a busy 2-core box
-    uri = (tmp_path / "mlruns").as_uri()
-    block = _vessl_block(server, tmp_path, MLFLOW_TRACKING_URI=uri)
-    client = mlflow.MlflowClient(tracking_uri=uri)
-    parent = client.create_run("0", run_name="wmtp-flow")
-    out = block.output_dir("stage2")
-    res = block.submit([sys.executable, "-c", NESTED_MLFLOW_CODE, out],
-                       env={"WMTP_PARENT_RUN_ID": parent.info.run_id}, result_path=f"{out}/result.json")
-    child = client.get_run(res.result["mlflow_run_id"])
-    assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
-    assert child.data.metrics["loss"] == 1.25
-    assert json.dumps(res.result)
 
 
 def test_a_later_run_imports_an_earlier_runs_export(server, tmp_path) -> None:
