@@ -1,6 +1,7 @@
 """Content fingerprints for cache keys: every `Path` in a task's inputs becomes the SHA256 of its contents.
 
-A file hashes to its SHA256; a directory to the SHA256 of its sorted (relative path, file SHA256) list; a missing
+A file hashes to its SHA256; a directory to the SHA256 of its sorted (relative path, file SHA256) list (hidden
+entries, which are caches and locks, left out); a missing
 path to a marker, so creating it later changes the key. Hashes are memoised per (path, size, mtime_ns) in this
 process, so a 13 GB checkpoint is read once per change, not once per task.
 """
@@ -19,7 +20,7 @@ from pydantic import BaseModel
 from wmtp_core.io import sha256_file
 
 _MEMO: dict[tuple[str, int, int], str] = {}
-_IGNORED_NAMES = {".verify_cache.json", "__pycache__", ".DS_Store"}
+_IGNORED_NAMES = {"__pycache__"}
 
 
 def file_sha256(path: Path) -> str:
@@ -31,7 +32,7 @@ def file_sha256(path: Path) -> str:
 
 
 def tree_sha256(root: Path) -> str:
-    """SHA256 over the sorted (relative path, SHA256) of every regular file under `root` (hidden caches skipped)."""
+    """SHA256 over the sorted (relative path, SHA256) of every regular file under `root` (hidden entries skipped)."""
     digest = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*") if p.is_file() and not _ignored(p, root)):
         rel = path.relative_to(root).as_posix()
@@ -40,8 +41,10 @@ def tree_sha256(root: Path) -> str:
 
 
 def _ignored(path: Path, root: Path) -> bool:
+    """Hidden files and folders are caches and locks (e.g. the `datasets` library's `.cache/` that training
+    writes under the datasets root, `.verify_cache.json`), not content; temporary files are half-written."""
     parts = path.relative_to(root).parts
-    return any(part in _IGNORED_NAMES or part.endswith(".tmp") for part in parts)
+    return any(part.startswith(".") or part in _IGNORED_NAMES or part.endswith(".tmp") for part in parts)
 
 
 def path_fingerprint(path: Path) -> dict[str, str]:

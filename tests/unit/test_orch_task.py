@@ -39,6 +39,16 @@ def test_fingerprint_of_directory_tracks_nested_files_and_names(tmp_path: Path) 
     assert len({base, changed, renamed}) == 3
 
 
+def test_fingerprint_of_directory_ignores_hidden_caches(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "train.jsonl").write_text("{}")
+    before = digest(tmp_path / "d")
+    (tmp_path / "d" / ".cache" / "json").mkdir(parents=True)
+    (tmp_path / "d" / ".cache" / "json" / "x.arrow").write_text("cache")
+    (tmp_path / "d" / ".verify_cache.json").write_text("{}")
+    assert digest(tmp_path / "d") == before
+
+
 def test_fingerprint_marks_missing_paths_and_walks_dataclasses(tmp_path: Path) -> None:
     missing = tmp_path / "nope"
     assert fingerprint(missing) == {"path": str(missing), "missing": "1"}
