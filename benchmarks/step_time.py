@@ -144,6 +144,7 @@ def _interleaved(a: argparse.Namespace, cases: list[str]) -> dict:
             dt = _timed_step(loop)
             if r >= a.warmup:
                 times[case].append(dt)
+            print(json.dumps({"round": r, "case": case, "step_s": round(dt, 4)}), file=sys.stderr, flush=True)
     out = {}
     for case, ts in times.items():
         step_s = statistics.median(ts)
@@ -176,6 +177,7 @@ def main() -> None:
     if done.returncode != 0:
         raise SystemExit(f"baseline RSS case failed:\n{done.stderr[-3000:]}")
     alone = json.loads(done.stdout.strip().splitlines()[-1])
+    print(json.dumps({"baseline_alone": alone}), file=sys.stderr, flush=True)
     sys.path.insert(0, str(root))
     results = _interleaved(a, a.cases.split(","))
     print(json.dumps(_summary(a, results, alone), indent=2))
