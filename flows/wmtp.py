@@ -38,6 +38,7 @@ from wmtp_core.tracking.mlflow_backend import resolve_tracking_uri
 
 Experiment = Literal["baseline", "verifiable", "rho1"]
 DATA_MAX_TOKENS = 2048
+REFERENCE_FFN = {"default": 512, "tiny": 64}  # the micro-world Rho-1 reference: half the policy's FFN width
 
 
 class Steps:
@@ -83,9 +84,10 @@ def _reference(experiment: str, use_micro_model: bool, micro_plan: str, base: An
     if experiment != "rho1":
         steps.add("build-reference", skip("build-reference", f"{experiment} uses no reference model"))
         return None
-    if use_micro_model:  # a 1-trunk-block slice of the same base: same tokenizer, a different (weaker) model
+    if use_micro_model:  # a half-FFN-width slice of the same base: same tokenizer, a different (weaker) model
         future = build_micro.with_options(name="build-reference").submit(
-            base, str(loc.micro_reference_dir), paths.CODE_TOKENIZER, plan=micro_plan, seed=1, n_trunk_layers=1)
+            base, str(loc.micro_reference_dir), paths.CODE_TOKENIZER, plan=micro_plan, seed=1,
+            ffn_hidden_dim=REFERENCE_FFN[micro_plan])
         return steps.add("build-reference", future)
     if not (loc.reference_dir / "metadata.json").is_file():
         raise FileNotFoundError(f"{loc.reference_dir}: Rho-1 needs a converted reference model "

@@ -10,14 +10,14 @@ from tasks.results import ModelArtifact, model_artifact
 
 @wmtp_task("build-micro")
 def build_micro(base: ModelArtifact, out_dir: str, tokenizer_model: Path, plan: str = "default",
-                seed: int = 0, n_trunk_layers: int | None = None) -> ModelArtifact:
+                seed: int = 0, ffn_hidden_dim: int | None = None) -> ModelArtifact:
     """`plan`: a name in wmtp_core.artifacts.micro.PLANS ("default": the design's dim-512 micro; "tiny": tests),
-    optionally with another trunk depth. A different model already at `out_dir` is replaced (this step only runs
+    optionally with another FFN width. A different model already at `out_dir` is replaced (this step only runs
     when its inputs changed)."""
     from wmtp_core.artifacts.micro import PLANS, build_micro_model
 
-    depth = {"n_trunk_layers": n_trunk_layers} if n_trunk_layers else {}
+    width = {"ffn_hidden_dim": ffn_hidden_dim} if ffn_hidden_dim else {}
     result = build_micro_model(base.model_dir, out_dir, tokenizer_model=tokenizer_model,
-                               plan=PLANS[plan](seed=seed, **depth), force=True)
+                               plan=PLANS[plan](seed=seed, **width), force=True)
     print(result.message)
     return model_artifact(Path(result.out_dir), result.message)
