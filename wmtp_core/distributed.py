@@ -201,6 +201,20 @@ def _sum_gradients(module: nn.Module) -> None:
                 sub.set_force_sum_reduction_for_comms(True)
 
 
+def reshard(module: nn.Module) -> None:
+    """Put every FSDP unit of `module` back in its sharded state. The root keeps its parameters gathered after a
+    forward (the sequential loss reads `output.weight` right after `head_hidden`); after a no-grad forward
+    (frozen-trunk stage, reports) nothing reshards them, so call this before collecting `parameters()` for an
+    optimizer or reading a state dict."""
+    if not is_initialized():
+        return
+    from torch.distributed.fsdp import FSDPModule
+
+    for sub in module.modules():
+        if isinstance(sub, FSDPModule):
+            sub.reshard()
+
+
 def is_sharded(module: nn.Module) -> bool:
     from torch.distributed.fsdp import FSDPModule
 
@@ -258,6 +272,7 @@ def gather_full_state_dict(model: nn.Module) -> dict[str, torch.Tensor] | None:
 
     if not is_sharded(model):
         return {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+    reshard(model)
     options = StateDictOptions(full_state_dict=True, cpu_offload=True)
     state = get_model_state_dict(model, options=options)
     return state if is_main() else None

@@ -30,7 +30,14 @@ from torch.distributed.checkpoint.state_dict import (
     set_state_dict,
 )
 
-from wmtp_core.distributed import barrier, gather_full_state_dict, get_world_size, is_initialized, is_main
+from wmtp_core.distributed import (
+    barrier,
+    gather_full_state_dict,
+    get_world_size,
+    is_initialized,
+    is_main,
+    reshard,
+)
 from wmtp_core.io import atomic_write_bytes, atomic_write_json, sha256_file
 
 DCP_DIR = "dcp"
@@ -113,6 +120,7 @@ def _single_process_quiet() -> Iterator[None]:
 
 
 def _tensor_state(container: nn.Module, optimizer: torch.optim.Optimizer | None) -> dict[str, Any]:
+    reshard(container)  # the registered parameters must be the sharded ones the optimizer holds
     if optimizer is None:
         return {_MODULES: get_model_state_dict(container)}
     model_state, optim_state = get_state_dict(container, optimizer)
