@@ -63,3 +63,20 @@ def test_tiny_cpu_run_reports_both_loss_impls_side_by_side():
     assert seq["mfu"] == pytest.approx(expected_mfu)
     assert result["ratios"]["tokens_per_s_sequential_over_naive"] == pytest.approx(
         seq["tokens_per_s"] / naive["tokens_per_s"])
+
+
+def _bench_on_rank(argv: list[str]) -> dict:
+    return bench.run(bench.parse_args(argv))
+
+
+def test_two_rank_cpu_run_shards_the_model_and_counts_global_tokens():
+    from fixtures.distributed import run_ranks
+
+    argv = [*TINY, "--device", "cpu", "--precision", "fp32", "--loss-impls", "sequential"]
+    one = _bench_on_rank(argv)
+    two = run_ranks(_bench_on_rank, 2, argv)
+    assert [r["world_size"] for r in two] == [2, 2] and one["world_size"] == 1
+    case = two[0]["cases"]["sequential"]
+    assert case["tokens_per_s"] == pytest.approx(2 * case["tokens_per_s_per_gpu"])
+    assert case["params_total"] == one["cases"]["sequential"]["params_total"]
+    assert math.isfinite(case["last_loss"]) and case["mfu"] is None  # cpu: no peak FLOP/s unless given
