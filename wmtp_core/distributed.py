@@ -18,10 +18,14 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+if TYPE_CHECKING:
+    from torch.distributed.fsdp import MixedPrecisionPolicy
 
 # Transformer methods the training code calls directly instead of forward(); FSDP must gather around them.
 FORWARD_METHODS = ("trunk_forward", "head_hidden", "head_logits", "normed_trunk")
@@ -149,7 +153,7 @@ def global_token_count(local_count: int | torch.Tensor) -> int:
     return int(all_reduce_sum(local).item())
 
 
-def mixed_precision_policy(device: torch.device, enabled: bool | None = None):
+def mixed_precision_policy(device: torch.device, enabled: bool | None = None) -> MixedPrecisionPolicy:
     """bf16 params / fp32 gradient reduction on CUDA (default there); full fp32 otherwise."""
     from torch.distributed.fsdp import MixedPrecisionPolicy
 
