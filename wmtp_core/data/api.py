@@ -43,7 +43,7 @@ class PrepareSettings(BaseModel):
 class PrepareResult:
     manifest_path: Path
     manifest_sha256: str
-    counts: dict  # source -> {"in", "kept", "rejected", "processed/train", ...}
+    counts: dict  # source -> {"in", "kept", "rejected", "extra_in", "extra_kept", "processed/train", ...}
 
 
 def _repo_relative(path: Path) -> str:
@@ -116,6 +116,8 @@ def summary_counts(reports: list[SourceReport], validation: ValidationReport) ->
         counts[r.source] = {
             "records_in": r.records_in,
             "in": r.rows_in,
+            "extra_in": r.extra_rows_in,
+            "extra_kept": r.extra_kept,
             "kept": r.kept,
             "rejected": r.rejected,
             "shortened": r.shortened,

@@ -1,4 +1,8 @@
-"""Where each dataset file lives: storage/datasets/<source>/{source,raw,processed,processed_incorrect}/."""
+"""Where each dataset file lives: storage/datasets/<source>/{source,raw_extra,raw,processed,processed_incorrect}/.
+
+`raw_extra/*.jsonl` holds extra raw-schema rows (e.g. `wmtp make-negatives` / `wmtp label` output) that join the
+rows converted from `source/`; a `*.mutations.jsonl` file there is a sidecar (one note per row), not rows.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ SPLIT_FILES = ("train", "validation", "test", "train_small", "validation_small")
 BUCKETS = ("processed", "processed_incorrect")
 MANIFEST_NAME = "manifest.json"
 SETTINGS_NAME = "prepare.json"
+SIDECAR_SUFFIX = ".mutations.jsonl"
 
 
 def display_path(path: Path) -> str:
@@ -30,6 +35,22 @@ class SourceLayout:
     @property
     def source_dir(self) -> Path:
         return self.dir / "source"
+
+    @property
+    def raw_extra_dir(self) -> Path:
+        return self.dir / "raw_extra"
+
+    def raw_extra_files(self) -> list[Path]:
+        """Extra raw-row files, sorted by name (sidecars excluded)."""
+        if not self.raw_extra_dir.is_dir():
+            return []
+        return sorted(p for p in self.raw_extra_dir.glob("*.jsonl") if not p.name.endswith(SIDECAR_SUFFIX))
+
+    def raw_extra_inputs(self) -> list[Path]:
+        """Every `*.jsonl` under raw_extra/ (rows and sidecars), as recorded in the manifest."""
+        if not self.raw_extra_dir.is_dir():
+            return []
+        return sorted(p for p in self.raw_extra_dir.glob("*.jsonl") if p.is_file())
 
     @property
     def raw_file(self) -> Path:

@@ -31,12 +31,13 @@ def file_entry(path: Path) -> dict:
 
 
 def dataset_files(datasets_root: Path, sources: list[str]) -> list[Path]:
-    """Shipped source files, raw, processed, processed_incorrect and rejects of each source."""
+    """Shipped source files, raw_extra inputs, raw, processed, processed_incorrect and rejects of each source."""
     files: list[Path] = []
     for source in sources:
         layout = SourceLayout(datasets_root, source)
         if layout.source_dir.is_dir():
             files += sorted(p for p in layout.source_dir.iterdir() if p.is_file())
+        files += layout.raw_extra_inputs()  # extra raw rows + their sidecars (inputs, like source/)
         files += layout.output_files() + [layout.rejects_file]
         flags = flags_file(layout)
         files += [flags] if flags.is_file() else []

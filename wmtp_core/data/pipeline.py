@@ -1,4 +1,9 @@
-"""`wmtp prepare-data`: source -> raw -> processed (+ incorrect bucket), splits, small sets, rejects."""
+"""`wmtp prepare-data`: source (+ raw_extra) -> raw -> processed (+ incorrect bucket), splits, small sets, rejects.
+
+Rows from `<source>/raw_extra/*.jsonl` (already raw-schema, e.g. verified negatives) are checked like raw rows
+and join the split of their problem's group (see `split.Placement`); they are not copied into
+`raw/<source>.jsonl`, which holds only the rows converted from `source/`.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +18,9 @@ from wmtp_core.data.prepare import Budget, process_row
 from wmtp_core.data.reference_flags import load_reference_flags
 from wmtp_core.data.schema import combine, raw_problems, round_of
 from wmtp_core.data.sources.common import SourceRows
-from wmtp_core.data.sources.registry import read_source
+from wmtp_core.data.sources.registry import read_raw_extra, read_source
 from wmtp_core.data.sp import SpTokenizer
-from wmtp_core.data.split import SMALL, SplitConfig, assign_splits, round_groups, small_groups
+from wmtp_core.data.split import SMALL, Placement, SplitConfig, assign_splits, round_robin_order, small_groups
 
 
 @dataclass
@@ -23,6 +28,8 @@ class SourceReport:
     source: str
     records_in: int = 0
     raw_rows: int = 0
+    extra_rows_in: int = 0  # lines read from raw_extra/*.jsonl
+    extra_kept: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     kept: int = 0
     rejected: int = 0
@@ -44,6 +51,14 @@ class SourceReport:
 class _Kept:
     raw: list[dict] = field(default_factory=list)
     processed: list[dict] = field(default_factory=list)
+    splits: list[str] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
+
+    def extend(self, other: _Kept) -> None:
+        self.raw += other.raw
+        self.processed += other.processed
+        self.splits += other.splits
+        self.groups += other.groups
 
 
 def _reject(report: SourceReport, rejects: list[dict], err: RowError, stage: str) -> None:
@@ -73,8 +88,9 @@ def _process(
     report: SourceReport,
     rejects: list[dict],
     untrusted: frozenset[str],
+    seen: dict[tuple[str, str], tuple],
 ) -> _Kept:
-    kept, seen = _Kept(), {}
+    kept = _Kept()
     for row, origin in zip(raw, origins):
         result = process_row(row, source, budget, untrusted)
         if result.row is None:
@@ -95,45 +111,87 @@ def _process(
     return kept
 
 
-def _write_splits(layout: SourceLayout, kept: _Kept, cfg: SplitConfig, report: SourceReport) -> None:
-    splits = assign_splits(kept.raw, layout.source, cfg)
-    groups = round_groups(kept.raw)
-    group_of = [groups[round_of(r["task_id"])] for r in kept.raw]
-    small = {name: small_groups(kept.raw, splits, base, cap, cfg.seed) for name, (base, cap) in SMALL.items()}
+def _place_base(kept: _Kept, source: str, cfg: SplitConfig) -> Placement:
+    kept.splits = assign_splits(kept.raw, source, cfg)
+    place = Placement.of(kept.raw, kept.splits)
+    kept.groups = [place.group_of_round[round_of(r["task_id"])] for r in kept.raw]
+    return place
+
+
+def _placeable(
+    rows: list[dict], origins: list[tuple], place: Placement, report: SourceReport, rejects: list[dict]
+) -> tuple[list[dict], list[tuple]]:
+    """Extra rows whose problem has a group; the others are rejected (stage `split`)."""
+    keep, keep_origins = [], []
+    for row, origin in zip(rows, origins):
+        group, reason = place.group_for(row)
+        if group is None:
+            _reject(report, rejects, RowError(*origin, "task_id", reason), "split")
+        else:
+            keep.append(row)
+            keep_origins.append(origin)
+    return keep, keep_origins
+
+
+def _assign_extra(kept: _Kept, place: Placement) -> None:
+    kept.groups = [place.group_for(r)[0] for r in kept.raw]
+    kept.splits = [place.split_for(g) for g in kept.groups]
+
+
+def _bucket_rows(kept: _Kept, name: str, incorrect: bool, small: dict[str, set[str]]) -> list[dict]:
+    base, cap = SMALL.get(name, (name, None))
+    picked = [
+        i
+        for i, (p, s, g) in enumerate(zip(kept.processed, kept.splits, kept.groups))
+        if s == base and p["metadata"]["is_correct"] is not incorrect and (cap is None or g in small[name])
+    ]
+    if cap is not None and incorrect:  # spread the capped incorrect rows over as many problems as possible
+        order = round_robin_order([kept.processed[i]["metadata"]["task_id"] for i in picked])
+        picked = sorted(picked[j] for j in order[:cap])
+    return [kept.processed[i] for i in (picked if cap is None else picked[:cap])]
+
+
+def _write_splits(
+    layout: SourceLayout, kept: _Kept, small: dict[str, set[str]], report: SourceReport
+) -> None:
     for name in SPLIT_FILES:
-        base, cap = SMALL.get(name, (name, None))
         for incorrect in (False, True):
-            rows = [
-                p
-                for p, s, g in zip(kept.processed, splits, group_of)
-                if s == base
-                and p["metadata"]["is_correct"] is not incorrect
-                and (cap is None or g in small[name])
-            ]
-            rows = rows if cap is None else rows[:cap]
             path = layout.split_file(name, incorrect=incorrect)
+            rows = _bucket_rows(kept, name, incorrect, small)
             report.split_rows[f"{path.parent.name}/{name}"] = atomic_write_jsonl(path, rows)
 
 
 def prepare_source(layout: SourceLayout, budget: Budget, cfg: SplitConfig) -> SourceReport:
-    rows = read_source(layout)
+    rows, extra = read_source(layout), read_raw_extra(layout)
     report = SourceReport(
         layout.source,
         records_in=rows.records_in,
+        extra_rows_in=extra.records_in,
         skipped=dict(rows.skipped),
         special_judge=len(rows.special_judge),
     )
     rejects: list[dict] = []
-    for err in rows.errors:
+    for err in rows.errors + extra.errors:
         _reject(report, rejects, err, "source")
     raw, origins = _valid_raw(rows, report, rejects)
+    extra_raw, extra_origins = _valid_raw(extra, report, rejects)
     report.raw_rows = len(raw)
     if not rows.from_raw:
         atomic_write_jsonl(layout.raw_file, raw)
     flags = load_reference_flags(layout)
     report.reference_flags = flags.note
-    kept = _process(raw, origins, layout.source, budget, report, rejects, flags.task_ids)
-    _write_splits(layout, kept, cfg, report)
+    seen: dict[tuple[str, str], tuple] = {}
+    kept = _process(raw, origins, layout.source, budget, report, rejects, flags.task_ids, seen)
+    place = _place_base(kept, layout.source, cfg)
+    small = {n: small_groups(kept.raw, kept.splits, b, cap, cfg.seed) for n, (b, cap) in SMALL.items()}
+    extra_raw, extra_origins = _placeable(extra_raw, extra_origins, place, report, rejects)
+    kept_extra = _process(
+        extra_raw, extra_origins, layout.source, budget, report, rejects, flags.task_ids, seen
+    )
+    _assign_extra(kept_extra, place)
+    report.extra_kept = len(kept_extra.raw)
+    kept.extend(kept_extra)
+    _write_splits(layout, kept, small, report)
     atomic_write_jsonl(layout.rejects_file, rejects)
     return report
 

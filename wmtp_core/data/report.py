@@ -15,7 +15,8 @@ def format_prepare(report: SourceReport, rejects_path: str) -> list[str]:
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(report.reject_reasons.items())) or "none"
     skipped = ", ".join(f"{k} {v}" for k, v in sorted(report.skipped.items())) or "none"
     lines = [
-        f"{report.source}: records {report.records_in} -> raw rows {report.raw_rows} (skipped: {skipped})",
+        f"{report.source}: records {report.records_in} -> raw rows {report.raw_rows} (skipped: {skipped}); "
+        f"raw_extra rows {report.extra_rows_in} (kept {report.extra_kept})",
         f"  in {report.rows_in} = kept {report.kept} + rejected {report.rejected} (reasons: {reasons}); "
         f"shortened {report.shortened}, truncated {report.truncated}",
         f"  has_tests=false rows {report.without_tests} (special-judge statements {report.special_judge}; "

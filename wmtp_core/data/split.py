@@ -83,3 +83,54 @@ def small_groups(rows: list[dict], splits: list[str], split: str, cap: int, seed
             chosen.add(g)
             total += sizes[g]
     return chosen
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the kept source rows went; extra rows (raw_extra/) join the group of their problem.
+
+    An extra row belongs to the group of its task_id's round, else to the group whose statement (instruction)
+    it repeats (a parallel Div. 1/Div. 2 round whose own row was a duplicate); it never opens a new group, so
+    adding extra rows cannot move any source row to another split."""
+
+    split_of_group: dict[str, str]
+    group_of_round: dict[str, str]
+    group_of_text: dict[str, str]
+
+    @classmethod
+    def of(cls, rows: list[dict], splits: list[str]) -> Placement:
+        groups = round_groups(rows)
+        split_of_group = {groups[round_of(r["task_id"])]: s for r, s in zip(rows, splits)}
+        group_of_text = {r["instruction"]: groups[round_of(r["task_id"])] for r in rows}
+        return cls(split_of_group, groups, group_of_text)
+
+    def group_for(self, row: dict) -> tuple[str | None, str]:
+        """(group key, "") or (None, reason) for an extra row."""
+        rnd = round_of(row["task_id"])
+        by_round, by_text = self.group_of_round.get(rnd), self.group_of_text.get(row["instruction"])
+        if by_round and by_text and by_round != by_text:
+            return None, (
+                f"round {rnd!r} is in {self.split_of_group[by_round]} but the statement is that of round "
+                f"{by_text!r} in {self.split_of_group[by_text]} (would leak between groups)"
+            )
+        group = by_round or by_text
+        if group is None:
+            return (
+                None,
+                f"round {rnd!r} matches no kept problem of this source (extra rows follow their problem)",
+            )
+        return group, ""
+
+    def split_for(self, group: str) -> str:
+        return self.split_of_group[group]
+
+
+def round_robin_order(task_ids: list[str]) -> list[int]:
+    """Indices ordered by (occurrence number of the row's task_id, position): every task's first row comes
+    before any task's second row, so a capped prefix covers as many problems as possible."""
+    seen: dict[str, int] = {}
+    ranks = []
+    for tid in task_ids:
+        ranks.append(seen.get(tid, 0))
+        seen[tid] = ranks[-1] + 1
+    return sorted(range(len(task_ids)), key=lambda i: (ranks[i], i))

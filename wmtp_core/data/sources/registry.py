@@ -1,4 +1,4 @@
-"""Which reader serves each source, and the fallback to an existing raw file."""
+"""Which reader serves each source, the fallback to an existing raw file, and the extra raw rows."""
 
 from __future__ import annotations
 
@@ -25,6 +25,14 @@ def read_raw_file(path: Path, display: str) -> SourceRows:
             out.errors.append(rec)
         else:
             out.add(rec, (display, line_no))
+    return out
+
+
+def read_raw_extra(layout: SourceLayout) -> SourceRows:
+    """Rows of `<source>/raw_extra/*.jsonl` (sidecars excluded), named relative to the datasets root."""
+    out = SourceRows(from_raw=True)
+    for path in layout.raw_extra_files():
+        out.extend(read_raw_file(path, layout.relative(path)))
     return out
 
 
