@@ -14,6 +14,10 @@ SHIPPED = [
     "datasets/mbpp/source/mbpp.jsonl",
     "datasets/mbpp/source/sanitized-mbpp.json",
     "datasets/codecontests/source/codecontests_derived_sample.jsonl",
+    "datasets/codecontests/raw_extra/negatives.jsonl",
+    "datasets/codecontests/raw_extra/negatives.mutations.jsonl",
+    "datasets/mbpp/raw_extra/negatives.jsonl",
+    "datasets/mbpp/raw_extra/negatives.mutations.jsonl",
     "tokenizers/mistral-v1-32000.model",
     "tokenizers/wmtp-code-8k.model",
 ]
