@@ -18,10 +18,18 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from wmtp_core import distributed as wd
 from wmtp_core.config import OptimConfig
+from wmtp_core.distributed_checkpoint import is_distributed_checkpoint, load_distributed_checkpoint
 from wmtp_core.train.device import autocast, rng_state, set_rng_state
 from wmtp_core.train.sampler import ResumableSampler
-from wmtp_core.train.state import Checkpoint, load_state, load_weights, save_checkpoint
+from wmtp_core.train.state import (
+    Checkpoint,
+    load_state,
+    load_weights,
+    save_checkpoint,
+    save_sharded_checkpoint,
+)
 
 Batch = dict[str, Any]
 Metrics = dict[str, torch.Tensor | float]
@@ -152,18 +160,24 @@ class StageLoop:
     # --- checkpoint state -------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         return {"stage": self.plan.stage, "step": self.step, "total_steps": self.plan.total_steps,
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "optimizer": None if wd.is_initialized() else self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "rng": rng_state(), "sampler": self.plan.sampler.state_dict(), "history": self.history,
                 "extra": {k: v.state_dict() for k, v in self.plan.extra_state.items()},
                 "config_hash": self.settings.config_hash}
 
     def restore(self, ckpt: Checkpoint) -> None:
-        for name, module in self.plan.modules.items():
-            load_weights(ckpt, name, module)
-        state = load_state(ckpt)
+        if is_distributed_checkpoint(ckpt.path):  # written under torchrun: any world size (or 1 process) loads it
+            state = load_distributed_checkpoint(ckpt.path, self.plan.modules, self.optimizer)
+        elif wd.is_initialized():
+            raise ValueError(f"{ckpt.path}: single-process checkpoint; resume it without torchrun")
+        else:
+            for name, module in self.plan.modules.items():
+                load_weights(ckpt, name, module)
+            state = load_state(ckpt)
         if state["stage"] != self.plan.stage:
             raise ValueError(f"{ckpt.path}: checkpoint is for {state['stage']}, not {self.plan.stage}")
-        self.optimizer.load_state_dict(state["optimizer"])
+        if state["optimizer"] is not None:  # None: distributed checkpoint, restored above
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.plan.sampler.load_state_dict(state["sampler"])
         for key, obj in self.plan.extra_state.items():
@@ -172,8 +186,14 @@ class StageLoop:
         self.step, self.history, self.last_checkpoint = int(state["step"]), list(state["history"]), ckpt
 
     def save(self) -> Checkpoint:
-        self.last_checkpoint = save_checkpoint(self.settings.checkpoint_root, self.plan.stage, self.step,
-                                               self.plan.modules, self.state(), self.settings.keep_checkpoints)
+        s = self.settings
+        if wd.is_initialized():
+            self.last_checkpoint = save_sharded_checkpoint(s.checkpoint_root, self.plan.stage, self.step,
+                                                           self.plan.modules, self.optimizer, self.state(),
+                                                           s.keep_checkpoints)
+        else:
+            self.last_checkpoint = save_checkpoint(s.checkpoint_root, self.plan.stage, self.step, self.plan.modules,
+                                                   self.state(), s.keep_checkpoints)
         return self.last_checkpoint
 
     # --- one optimizer step -----------------------------------------------------------------------------
@@ -188,12 +208,14 @@ class StageLoop:
             with autocast(s.device, s.amp_dtype):
                 per_micro.append(plan.micro_step(batch, denoms))
         metrics = _combine(per_micro)
+        metrics["tokens"] = float(sum(int(b["attention_mask"].sum()) for b in micro))
+        metrics = wd.reduce_metrics(metrics, SUMMED_METRICS | {"tokens"})  # global over ranks (no-op in 1 process)
         _check_finite(plan.stage, step, "loss", metrics["loss"], self.last_checkpoint)
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip))
+        wd.all_reduce_grads(self.params)  # replicated modules (value head); FSDP reduced the sharded ones
+        grad_norm = wd.clip_grad_norm(self.params, self.grad_clip)
         _check_finite(plan.stage, step, "gradient norm", grad_norm, self.last_checkpoint)
         metrics.update(grad_norm=grad_norm, lr=self.scheduler.get_last_lr()[0],
-                       **{f"denom_{k}": float(v) for k, v in denoms.items()},
-                       tokens=float(sum(int(b["attention_mask"].sum()) for b in micro)))
+                       **{f"denom_{k}": float(v) for k, v in denoms.items()})
         self.optimizer.step()
         if plan.after_update is not None:
             plan.after_update()

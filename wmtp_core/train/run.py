@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from vendor.meta_llama.model import Transformer
+from wmtp_core import distributed as wd
 from wmtp_core.config import ResolvedConfig, config_dict, config_hash, flatten, to_yaml
 from wmtp_core.io import atomic_write_json, atomic_write_text
 from wmtp_core.tracking.logger import MultiLogger, make_logger
@@ -107,16 +109,19 @@ class Trainer:
         self.start = resolve_resume(resume, self.ckpt_dir, list(cfg.stages))
         self.stop_at = _parse_stop(stop_at)
         seed_everything(cfg.run.seed)
-        self.device = select_device(cfg.run.device)
+        self.env, self.device = wd.init_distributed(select_device(cfg.run.device))  # torchrun: join the group
         self.amp = autocast_dtype(self.device, cfg.run.precision)
         self.models, self.adapter = load_models(cfg, self.device)
-        self.logger: MultiLogger = make_logger(cfg, self.name)
+        wd.shard_model(self.models.policy, self.device, mixed_precision=self.amp == torch.bfloat16)  # FSDP2
+        self.logger: MultiLogger = make_logger(cfg, self.name) if wd.is_main() else MultiLogger([])
         self.history: dict[str, list[dict[str, float]]] = {}
         self.last: dict[str, Checkpoint] = {}
         self.strategy: Any = None
 
     # --- setup --------------------------------------------------------------------------------------------
     def announce(self) -> None:
+        if not wd.is_main():
+            return
         print(f"wmtp train: {self.cfg.experiment} on {self.device} -> {self.out}", file=sys.stderr)
         print(f"  checkpoints: {self.ckpt_dir}", file=sys.stderr)
         if self.start is not None:
@@ -128,6 +133,8 @@ class Trainer:
             print(f"  mlflow run: {self.logger.run_id} at {uri}", file=sys.stderr)
 
     def log_setup(self) -> None:
+        if not wd.is_main():
+            return
         cfg = self.cfg
         self.logger.log_params(flatten(config_dict(cfg)))
         ref = cfg.resolved_path("reference_model_dir") if cfg.experiment == "rho1_weighted" else None
@@ -141,14 +148,17 @@ class Trainer:
         cfg = self.cfg
         rows = load_rows(cfg, include_incorrect=stage == "stage1")
         offset = {"stage1": 1000, "stage2": 2000}[stage]
-        sampler = ResumableSampler(len(rows), cfg.train.batch_size, cfg.run.seed + offset, cfg.data.shuffle)
+        sampler = ResumableSampler(len(rows), cfg.train.batch_size, cfg.run.seed + offset, cfg.data.shuffle,
+                                   rank=self.env.rank, world_size=self.env.world_size)
         return BatchSource(rows, self.adapter.tokenizer, cfg.data.max_len, self.models.policy.n_future, sampler,
                            self.device)
 
     def plan(self, stage: str, source: BatchSource) -> StagePlan:
         cfg = self.cfg
         sc = cfg.stage1 if stage == "stage1" else cfg.train
-        total = steps_for(len(source.rows), sc.epochs, cfg.train.batch_size, cfg.train.grad_accum, sc.max_steps)
+        total = steps_for(len(source.rows), sc.epochs, cfg.train.batch_size, cfg.train.grad_accum, sc.max_steps,
+                          self.env.world_size)
+        wd.reshard(self.models.policy)  # the optimizer must get the sharded parameters (see wd.reshard)
         if stage == "stage1":
             plan = stage1_plan(cfg, self.models, source, total)
         else:
@@ -195,7 +205,9 @@ class Trainer:
             return
         batch = source.batch_for(list(range(n)))
         strategy = self.strategy if self.strategy is not None else build_strategy(self.cfg, self.models)
-        result = probe(self.cfg, self.models, strategy, batch)
+        result = probe(self.cfg, self.models, strategy, batch)  # every rank: the model is sharded
+        if not wd.is_main():
+            return
         paths = write_reports(self.reports_dir, tag, self.adapter.tokenizer, batch, result, self.cfg.experiment,
                               html=html)
         for path in paths:
@@ -203,6 +215,11 @@ class Trainer:
 
     def export(self) -> tuple[Path, Path | None, str]:
         dtype = getattr(torch, self.cfg.model.export_dtype)
+        if wd.is_sharded(self.models.policy):  # gather the full weights onto rank 0; the others write nothing
+            plain = wd.unsharded_copy(self.models.policy, lambda: Transformer(self.adapter.args))
+            if plain is None:
+                return None, None, None
+            self.adapter.model = plain
         extra = {"run_name": self.name, "experiment": self.cfg.experiment, "config_hash": self.chash,
                  "mlflow_run_id": self.logger.run_id}
         model_dir = self.adapter.save_pretrained(self.out / "model", extra_metadata=extra, dtype=dtype)
@@ -213,6 +230,12 @@ class Trainer:
 
     def finish(self, completed: bool) -> TrainResult:
         final = {f"{stage}/{k}": v for stage, rows in self.history.items() if rows for k, v in rows[-1].items()}
+        if not wd.is_main():  # other ranks only take part in the final report and export
+            if completed:
+                self.report("final", self.source(self.cfg.stages[-1]))
+                self.export()
+            return TrainResult(self.out, self.ckpt_dir, None, None, None, final, None, self.chash, completed,
+                               self.out / RESULT_FILE, self.out / "metrics.json")
         history_path = Path(atomic_write_json(self.out / "metrics.json", self.history))
         refs = {stage: checkpoint_reference(ckpt) for stage, ckpt in self.last.items()}
         refs_path = Path(atomic_write_json(self.out / "checkpoints.json", refs))
@@ -248,7 +271,10 @@ class Trainer:
             self.logger.close("FAILED" if not isinstance(sys.exc_info()[1], KeyboardInterrupt) else "KILLED")
             raise
         self.logger.close("FINISHED")
-        print(f"  result: {result.result_path}", file=sys.stderr)
+        if wd.is_main():
+            print(f"  result: {result.result_path}", file=sys.stderr)
+        if self.env.launched:
+            wd.destroy_distributed()
         return result
 
 

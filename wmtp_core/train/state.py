@@ -83,6 +83,21 @@ def save_checkpoint(root: Path, stage: str, step: int, modules: dict[str, nn.Mod
     return parse_checkpoint(target)
 
 
+def save_sharded_checkpoint(root: Path, stage: str, step: int, modules: dict[str, nn.Module],
+                            optimizer: torch.optim.Optimizer, state: dict[str, Any], keep: int = 2) -> Checkpoint:
+    """Under torchrun: DCP shards from every rank (weights + optimizer), state.pt and checkpoint.json from rank 0
+    (see wmtp_core.distributed_checkpoint); same directory name, so listing and `--resume auto` work unchanged."""
+    from wmtp_core.distributed import barrier, is_main
+    from wmtp_core.distributed_checkpoint import save_distributed_checkpoint
+
+    target = root / checkpoint_name(stage, step)
+    save_distributed_checkpoint(target, modules, optimizer, state, manifest_extra={"stage": stage, "step": step})
+    if is_main():
+        _prune(root, stage, keep)
+    barrier()
+    return parse_checkpoint(target)
+
+
 def _prune(root: Path, stage: str, keep: int) -> None:
     import shutil
 
