@@ -43,4 +43,10 @@ class Locations:
                    models / "synthetic-meta-llama-mtp", micro, ref, models / "micro-ref-mtp", runs, runs / "eval")
 
     def source_dirs(self, sources: list[str]) -> list[Path]:
-        return [self.datasets_root / s / "source" for s in sources]
+        """Every dataset input the prepare step reads (hashed into its cache key): the shipped source files, the
+        extra raw rows (verified negatives, labelled generations) and the reference-check flags."""
+        inputs = []
+        for s in sources:
+            root = self.datasets_root / s
+            inputs += [root / "source", root / "raw_extra", root / "unreliable.json"]
+        return [p for p in inputs if p.exists()]
