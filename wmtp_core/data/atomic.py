@@ -1,28 +1,14 @@
-"""Atomic file writes: a temp file in the target directory, then os.replace (never half-written outputs)."""
+"""Atomic JSONL writes for the data pipeline (built on wmtp_core.io: temp file in the target dir, then os.replace)."""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from wmtp_core.io import atomic_write_bytes, atomic_write_text
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_jsonl", "jsonl_text"]
 
 
 def jsonl_text(rows: Iterable[dict]) -> str:
