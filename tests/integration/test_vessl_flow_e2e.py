@@ -1,10 +1,17 @@
 """The `wmtp` flow with infrastructure = a saved VesslJob block, against the fake VESSL API: the training stage
 runs as a "remote" run (the fake starts `wmtp train` locally) and its MLflow run is nested under the flow's
-parent run."""
+parent run.
+
+The test runs in its own pytest process: after this flow (with the vessl SDK loaded) the in-process Prefect test
+server stopped recording task-run events for later tests in the same process (seen on a clean-clone CI run; root
+cause not found yet), so isolating it keeps every other test's Prefect state honest."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +26,21 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TOKEN = "tok-flow-e2e-3b4a"
 
 
+ISOLATED = "WMTP_ISOLATED_TEST"
+
+
+def _run_isolated(node_id: str) -> None:
+    env = {**os.environ, ISOLATED: "1"}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", node_id],
+                          cwd=paths.REPO_ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
+    assert "1 passed" in done.stdout, done.stdout[-3000:]
+
+
 def test_baseline_flow_trains_through_vessl_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if os.environ.get(ISOLATED) != "1":
+        _run_isolated(f"{Path(__file__).relative_to(paths.REPO_ROOT)}::test_baseline_flow_trains_through_vessl_job")
+        return
     from mlflow.tracking import MlflowClient
 
     import flows.wmtp
@@ -33,6 +54,8 @@ def test_baseline_flow_trains_through_vessl_job(tmp_path: Path, monkeypatch: pyt
     with FakeVesslServer(tmp_path / "fake", token=TOKEN, job_cwd=paths.REPO_ROOT) as server:
         VesslJob(env_file=str(write_env_file(tmp_path / ".env.vessl", server)), cluster="vessl-a100",
                  preset="gpu-a100-1", image="wmtp:test", import_volumes={}, secret_env={},
+                 # the fake cluster shares this filesystem: its storage/ is the flow's (as synced volumes are)
+                 env={"WMTP_STORAGE": str(storage)},
                  poll_interval_s=0.2).save("fake-a100", overwrite=True)
         run = flows.wmtp.wmtp.with_options(result_storage=tmp_path / "results")
         summary = run(experiment="baseline", storage_root=str(storage), base_checkpoint=str(base),
