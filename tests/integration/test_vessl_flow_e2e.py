@@ -8,10 +8,7 @@ cause not found yet), so isolating it keeps every other test's Prefect state hon
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,27 +16,16 @@ import pytest
 from deployments.blocks import VesslJob
 from tests.fixtures.fake_vessl_server import FakeVesslServer, write_env_file
 from tests.fixtures.models import tiny_model_dir
-from tests.fixtures.orch import prefect_server, task_runs
+from tests.fixtures.orch import in_isolated_process, prefect_server, run_isolated, task_runs
 from wmtp_core import paths
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TOKEN = "tok-flow-e2e-3b4a"
 
 
-ISOLATED = "WMTP_ISOLATED_TEST"
-
-
-def _run_isolated(node_id: str) -> None:
-    env = {**os.environ, ISOLATED: "1"}
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", node_id],
-                          cwd=paths.REPO_ROOT, env=env, capture_output=True, text=True, timeout=1200)
-    assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
-    assert "1 passed" in done.stdout, done.stdout[-3000:]
-
-
 def test_baseline_flow_trains_through_vessl_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    if os.environ.get(ISOLATED) != "1":
-        _run_isolated(f"{Path(__file__).relative_to(paths.REPO_ROOT)}::test_baseline_flow_trains_through_vessl_job")
+    if not in_isolated_process():
+        run_isolated(f"{Path(__file__).relative_to(paths.REPO_ROOT)}::test_baseline_flow_trains_through_vessl_job")
         return
     from mlflow.tracking import MlflowClient
 
