@@ -18,6 +18,7 @@ from wmtp_core.losses import weighted_mtp_loss
 from wmtp_core.tracking.heatmap import WeightedSample, histograms_png, token_weight_html
 from wmtp_core.train.stages import Models
 from wmtp_core.weighting.gae import state_values, td_errors, terminal_rewards
+from wmtp_core.weighting.global_batch import rank_local
 from wmtp_core.weighting.strategies import WeightingStrategy, count_target_tokens, target_mask
 
 
@@ -34,10 +35,11 @@ def probe(cfg: ResolvedConfig, models: Models, strategy: WeightingStrategy, batc
     model = models.policy
     try:
         trunk = model.trunk_forward(batch["input_ids"])
-        prep = strategy.prepare(batch, model, trunk, count_target_tokens(batch))
         n_heads = model.n_future
-        out = weighted_mtp_loss(model, trunk, batch["labels"][..., :n_heads], prep.weight_fn, 1.0,
-                                impl="sequential", chunk_size=cfg.train.chunk_size)
+        with rank_local():  # every rank holds the same probe rows: normalise over them, not their copies
+            prep = strategy.prepare(batch, model, trunk, count_target_tokens(batch))
+            out = weighted_mtp_loss(model, trunk, batch["labels"][..., :n_heads], prep.weight_fn, 1.0,
+                                    impl="sequential", chunk_size=cfg.train.chunk_size)
         mask = target_mask(batch)
         td = None
         if models.value_head is not None:

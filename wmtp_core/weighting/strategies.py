@@ -27,6 +27,7 @@ from wmtp_core.model.value_head import ValueHead
 from wmtp_core.weighting.ablation import AblationMode, ablate_weights
 from wmtp_core.weighting.critic import CriticConfig, EmaAnchor, critic_loss
 from wmtp_core.weighting.gae import gae, td_errors, terminal_rewards
+from wmtp_core.weighting.global_batch import over_global_batch
 from wmtp_core.weighting.metrics import masked_stats
 from wmtp_core.weighting.rho1 import (
     excess_loss,
@@ -161,10 +162,13 @@ class VerifiableStrategy:
         c = self.cfg.critic
         rewards = terminal_rewards(is_correct, mask, c.reward_correct, c.reward_incorrect)
         delta = td_errors(values, rewards, mask, c.gamma)
-        adv = gae(values, rewards, mask, c.gamma, c.lam)
-        w, stats = build_weights(adv, mask, self.cfg.weights)
-        w = ablate_weights(w, mask, self.cfg.mode, self.generator)
+        adv = gae(values, rewards, mask, c.gamma, c.lam)  # per sequence: local
+        w, stats = over_global_batch(self._normalise, adv, mask)  # batch statistics span every rank
         return w, {**stats, **masked_stats(delta, mask, "td")}
+
+    def _normalise(self, adv: Tensor, mask: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        w, stats = build_weights(adv, mask, self.cfg.weights)
+        return ablate_weights(w, mask, self.cfg.mode, self.generator), stats
 
     def trainable_modules(self) -> list[nn.Module]:
         return [self.value_head] if self.cfg.train_critic else []
@@ -204,6 +208,16 @@ class Rho1Strategy(_Stateless):
         ce = torch.zeros(labels0.numel(), device=hidden.device, dtype=ce_rows.dtype).index_copy_(0, rows, ce_rows)
         return hidden, ce.view_as(labels0)
 
+    def _weigh(self, excess: Tensor, mask: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        if self.cfg.mode == "topk":
+            w, selected = topk_weights(excess, mask, self.cfg.ratio)
+            extra = {"rho1_selected_frac": selected.sum() / mask.sum().clamp_min(1)}
+        else:
+            w = soft_weights(excess, mask, self.cfg.temperature, self.cfg.weight_min,
+                             self.cfg.weight_max if self.cfg.weight_max is not None else float("inf"))
+            extra = masked_stats(w, mask, "weight")
+        return w, {**masked_stats(excess, mask, "rho1_excess"), **extra}
+
     def prepare(self, batch: Mapping[str, Any], model: nn.Module, trunk: Tensor,
                 token_denom: Tensor | float | None = None) -> PreparedWeights:
         if self.ref.output.weight.shape[0] != model.output.weight.shape[0]:
@@ -217,16 +231,8 @@ class Rho1Strategy(_Stateless):
 
         def weight_fn(model_ce: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
             excess, mask = to_target_positions(excess_loss(model_ce, ref_ce), valid0)
-            if self.cfg.mode == "topk":
-                w, selected = topk_weights(excess, mask, self.cfg.ratio)
-                extra = {"rho1_selected_frac": selected.sum() / mask.sum().clamp_min(1)}
-            else:
-                w = soft_weights(excess, mask, self.cfg.temperature, self.cfg.weight_min,
-                                 self.cfg.weight_max if self.cfg.weight_max is not None else float("inf"))
-                extra = masked_stats(w, mask, "weight")
-            stats = {**masked_stats(excess, mask, "rho1_excess"), **extra,
-                     "rho1_ref_ce": (ref_ce * valid0).sum() / valid0.sum().clamp_min(1)}
-            return w, stats
+            w, stats = over_global_batch(self._weigh, excess, mask)  # top-k / softmax over every rank's tokens
+            return w, {**stats, "rho1_ref_ce": (ref_ce * valid0).sum() / valid0.sum().clamp_min(1)}
 
         def logits_hook(rows: Tensor, logits: Tensor) -> None:
             nonlocal kl_sum, kl_count
