@@ -22,7 +22,7 @@ def _step(strategy, model, batch, impl):
     model.zero_grad(set_to_none=True)
     trunk = model.trunk_forward(batch["input_ids"])
     prep = strategy.prepare(batch, model, trunk, count_target_tokens(batch))
-    out = weighted_mtp_loss(model, trunk, batch["labels"], prep.weight_fn, count_valid_labels(batch["labels"]),
+    out = weighted_mtp_loss(model, trunk, batch["labels"], prep.weights, count_valid_labels(batch["labels"]),
                             impl=impl, chunk_size=8, logits_hook=prep.logits_hook)
     out.backward()
     if prep.aux_loss is not None:
@@ -66,11 +66,11 @@ def test_verifiable_same_under_no_grad_validation() -> None:
         head.net[-1].weight.normal_()
     strategy = make_strategy("verifiable", value_head=head)
     trunk = model.trunk_forward(batch["input_ids"])
-    w_train, _ = strategy.prepare(batch, model, trunk).weight_fn(torch.zeros(3, 12))
+    w_train = strategy.prepare(batch, model, trunk).weights
     with torch.no_grad():
         prep = strategy.prepare(batch, model, trunk)
     assert prep.aux_loss is None
-    assert torch.allclose(prep.weight_fn(torch.zeros(3, 12))[0], w_train)
+    assert torch.allclose(prep.weights, w_train)
 
 
 def test_verifiable_state_dict_resumes_ablation_stream() -> None:
@@ -83,10 +83,10 @@ def test_verifiable_state_dict_resumes_ablation_stream() -> None:
     trunk = model.trunk_forward(batch["input_ids"]).detach()
     a.prepare(batch, model, trunk)
     state = a.state_dict()
-    next_a = a.prepare(batch, model, trunk).weight_fn(torch.zeros(3, 12))[0]
+    next_a = a.prepare(batch, model, trunk).weights
     b = make_strategy("verifiable", value_head=head, verifiable=cfg)
     b.load_state_dict(state)
-    assert torch.equal(b.prepare(batch, model, trunk).weight_fn(torch.zeros(3, 12))[0], next_a)
+    assert torch.equal(b.prepare(batch, model, trunk).weights, next_a)
 
 
 class _CountingModel(torch.nn.Module):

@@ -38,7 +38,7 @@ def probe(cfg: ResolvedConfig, models: Models, strategy: WeightingStrategy, batc
         n_heads = model.n_future
         with rank_local():  # every rank holds the same probe rows: normalise over them, not their copies
             prep = strategy.prepare(batch, model, trunk, count_target_tokens(batch))
-            out = weighted_mtp_loss(model, trunk, batch["labels"][..., :n_heads], prep.weight_fn, 1.0,
+            out = weighted_mtp_loss(model, trunk, batch["labels"][..., :n_heads], prep.weights, 1.0,
                                     impl="sequential", chunk_size=cfg.train.chunk_size)
         mask = target_mask(batch)
         td = None

@@ -89,7 +89,7 @@ def stage2_plan(cfg: ResolvedConfig, models: Models, strategy: WeightingStrategy
     def micro_step(batch: dict[str, Any], denoms: dict[str, torch.Tensor]) -> Metrics:
         trunk = model.trunk_forward(batch["input_ids"])  # (B, S, D), once
         prep = strategy.prepare(batch, model, trunk, denoms["tokens"])
-        out = weighted_mtp_loss(model, trunk, batch["labels"][..., :n_heads], prep.weight_fn, denoms["labels"],
+        out = weighted_mtp_loss(model, trunk, batch["labels"][..., :n_heads], prep.weights, denoms["labels"],
                                 cfg.train.head_coefs, impl=cfg.train.loss_impl, chunk_size=cfg.train.chunk_size,
                                 logits_hook=prep.logits_hook)
         out.backward()

@@ -4,7 +4,7 @@ Per micro-batch the loop does (see docs/science.md):
 
     trunk = model.trunk_forward(batch["input_ids"])                       # (B, S, D), once
     prep = strategy.prepare(batch, model, trunk, token_denom)           # critic / reference work, no policy fwd
-    out = weighted_mtp_loss(model, trunk, batch["labels"], prep.weight_fn, denom, head_coefs, impl=...,
+    out = weighted_mtp_loss(model, trunk, batch["labels"], prep.weights, denom, head_coefs, impl=...,
                             chunk_size=..., logits_hook=prep.logits_hook)
     out.backward()                                                      # sequential: trunk.backward(grad) once
     if prep.aux_loss is not None: prep.aux_loss.backward()              # value-head loss (Verifiable)
@@ -64,7 +64,9 @@ class Rho1Config(BaseModel):
 class PreparedWeights:
     """What a strategy hands the loss for one micro-batch."""
 
-    weight_fn: WeightFn  # called by the loss with the detached head-0 per-token CE (B, S)
+    # (B, S) per target position when known before the loss (the loss then forms every head's gradient in the
+    # same chunk pass as its logits), or a WeightFn the loss calls with this forward's detached head-0 CE (B, S)
+    weights: Tensor | WeightFn
     aux_loss: Tensor | None = None  # extra loss with grad (value head), already normalised
     metrics: dict[str, Tensor] = field(default_factory=dict)
     logits_hook: LogitsHook | None = None
@@ -102,10 +104,6 @@ def count_target_tokens(batch: Mapping[str, Any]) -> Tensor:
     return target_mask(batch).sum()
 
 
-def _constant(w: Tensor, metrics: dict[str, Tensor] | None = None) -> WeightFn:
-    return lambda _ce: (w, metrics or {})
-
-
 class _Stateless:
     def trainable_modules(self) -> list[nn.Module]:
         return []
@@ -127,7 +125,7 @@ class BaselineStrategy(_Stateless):
 
     def prepare(self, batch: Mapping[str, Any], model: nn.Module, trunk: Tensor,
                 token_denom: Tensor | float | None = None) -> PreparedWeights:
-        return PreparedWeights(_constant(target_mask(batch).to(torch.float32)))
+        return PreparedWeights(target_mask(batch).to(torch.float32))
 
 
 class VerifiableStrategy:
@@ -155,7 +153,7 @@ class VerifiableStrategy:
                                                 batch["is_correct"], self.cfg.critic, self._anchor(), token_denom)
         with torch.no_grad():
             w, wmetrics = self._weights(values.detach(), batch["is_correct"], mask, metrics)
-        return PreparedWeights(_constant(w), aux_loss=loss if train else None, metrics={**metrics, **wmetrics})
+        return PreparedWeights(w, aux_loss=loss if train else None, metrics={**metrics, **wmetrics})
 
     def _weights(self, values: Tensor, is_correct: Tensor, mask: Tensor, metrics: dict[str, Tensor]
                  ) -> tuple[Tensor, dict[str, Tensor]]:
