@@ -209,3 +209,30 @@ def test_sequential_matches_naive_in_bf16(mode: str) -> None:
     assert torch.allclose(naive.loss.detach().float(), seq.loss.float(), rtol=2e-2)
     for name in g_naive:
         assert _rel(g_seq[name].float(), g_naive[name].float()) <= 5e-2, name
+
+
+@pytest.mark.parametrize("kind", ["tensor", "callable"])
+def test_zero_weight_tokens_skip_gradient_work_but_keep_loss_grads_and_ce(kind: str, monkeypatch) -> None:
+    """Rho-1 top-k zeroes ~40% of the weights: those rows get a forward-only CE (for the metrics), no gradient
+    matmuls, and loss, gradients and per-head CE still equal the naive full-logits loss."""
+    import wmtp_core.losses.mtp as mtp
+
+    model = tiny_transformer(n_future=3)
+    batch = ragged_batch(3, 15, 3, seed=13)
+    gen = torch.Generator().manual_seed(2)
+    w0 = (torch.rand(3, 15, generator=gen) > 0.4).float() * 2.5  # about 60% selected, weight N/k-like
+    weights = w0 if kind == "tensor" else (lambda ce: (w0 * (ce.sum() * 0 + 1), {}))
+    fused_rows: list[int] = []
+    real = mtp.weighted_linear_ce
+    monkeypatch.setattr(mtp, "weighted_linear_ce",
+                        lambda h, *a, **k: (fused_rows.append(h.shape[0]), real(h, *a, **k))[1])
+    denom = count_valid_labels(batch["labels"])
+    naive, g_naive = _run(model, batch, weights, denom, [1.0, 0.5, 0.5], "naive")
+    seq, g_seq = _run(model, batch, weights, denom, [1.0, 0.5, 0.5], "sequential")
+    assert torch.allclose(naive.loss.detach(), seq.loss, rtol=1e-6)
+    assert torch.allclose(naive.head_ce, seq.head_ce, atol=1e-5)  # every labelled token's CE, selected or not
+    for name in g_naive:
+        assert _rel(g_seq[name], g_naive[name]) <= 1e-5, name
+    wt = target_weights(w0, 3)
+    live = [int(((batch["labels"][..., k] != -100) & (wt[..., k] != 0)).sum()) for k in range(3)]
+    assert fused_rows == live  # gradient work only on labelled rows with a non-zero weight

@@ -166,3 +166,21 @@ def test_verifiable_anchor_starts_from_the_head_at_first_use() -> None:
     fresh = make_strategy("verifiable", value_head=ValueHead(32))
     fresh.load_state_dict(strategy.state_dict())
     assert torch.equal(fresh.anchor.head.net[-1].weight, head.net[-1].weight)
+
+
+@pytest.mark.parametrize("kl_rows", [None, 7])
+def test_rho1_kl_monitor_over_evenly_spaced_rows(kl_rows) -> None:
+    policy, ref = tiny_transformer(n_future=2, seed=0), tiny_transformer(n_future=1, seed=1)
+    batch = ragged_batch(3, 14, 2, seed=9)
+    strategy = make_strategy("rho1", ref_model=ref, rho1=Rho1Config(chunk_size=4, kl_rows=kl_rows))
+    _, _, metrics = _step(strategy, policy, batch, "sequential")
+    valid0 = (batch["labels"][..., 0] != -100).flatten()
+    rows = valid0.nonzero().squeeze(1)
+    if kl_rows is not None:
+        rows = rows[:: -(-rows.numel() // kl_rows)]
+        assert 0 < rows.numel() <= kl_rows < int(valid0.sum())
+    with torch.no_grad():
+        ref_logits = ref(batch["input_ids"], n_heads=1)[:, :, 0].flatten(0, 1)
+        model_logits = policy(batch["input_ids"], n_heads=1)[:, :, 0].flatten(0, 1)
+    kl = next_token_kl(model_logits[rows], ref_logits[rows]).mean()
+    assert metrics["rho1_kl_model_ref"].item() == pytest.approx(kl.item(), rel=1e-4, abs=1e-6)

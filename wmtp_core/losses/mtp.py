@@ -148,25 +148,22 @@ def _sequential(model: torch.nn.Module, trunk: Tensor, labels: Tensor, weights: 
         hidden = model.norm(model.head_hidden(detached, k)).flatten(0, 1).index_select(0, rows)  # (R, D)
         labels_k = labels[..., k].flatten().index_select(0, rows)
         hook = logits_hook if k == 0 else None
+        known: Tensor | None = None
         if w is None:  # resolve weights; a callable needs this forward's head-0 CE first
             if isinstance(weights, Tensor):
                 w = weights
-            else:
-                ce0 = linear_ce(hidden, model.output.weight, labels_k, chunk_size, hook, row_ids=rows)
-                head_ce[:, 0].index_copy_(0, rows, ce0.detach())
+            else:  # forward-only pass for the CE the weights are built from; gradients below
+                with torch.no_grad():
+                    ce0 = linear_ce(hidden, model.output.weight, labels_k, chunk_size, hook, row_ids=rows)
+                head_ce[:, 0].index_copy_(0, rows, ce0)
                 w, wmetrics = _resolve_weights(weights, head_ce[:, 0].view(bsz, seqlen))
+                hook, known = None, ce0
             wt = target_weights(w.to(torch.float32), n_heads).flatten(0, 1)  # (B*S, F)
         scale = coefs[k] * wt[:, k].index_select(0, rows) / denom  # (R,) d loss / d CE_k per token
-        if k == 0 and not isinstance(weights, Tensor):
-            loss_k = (scale * ce0).sum()  # logits recomputed in backward (weights came after the forward)
-        elif grad_on:  # gradient formed in the same chunk pass: logits computed once
-            loss_k, ce_rows = weighted_linear_ce(hidden, model.output.weight, labels_k, scale, chunk_size, hook,
-                                                 row_ids=rows)
+        loss_k, ce_rows = _head_loss(hidden, model.output.weight, labels_k, scale, chunk_size, hook, rows,
+                                     grad_on, known)
+        if ce_rows is not None:
             head_ce[:, k].index_copy_(0, rows, ce_rows)
-        else:
-            ce_rows = linear_ce(hidden, model.output.weight, labels_k, chunk_size, hook, row_ids=rows)
-            head_ce[:, k].index_copy_(0, rows, ce_rows)
-            loss_k = (scale * ce_rows).sum()
         if grad_on and loss_k.requires_grad:
             loss_k.backward()
         total = total + loss_k.detach()
@@ -174,6 +171,40 @@ def _sequential(model: torch.nn.Module, trunk: Tensor, labels: Tensor, weights: 
     metrics = {**_head_metrics(head_ce, wt.view(bsz, seqlen, n_heads), labels), **wmetrics, "loss": total}
     return MTPLossOutput(total, metrics, head_ce, w.detach(), trunk=trunk,
                          trunk_grad=detached.grad if grad_on else None)
+
+
+def _head_loss(hidden: Tensor, weight: Tensor, labels: Tensor, scale: Tensor, chunk_size: int,
+               hook: LogitsHook | None, rows: Tensor, grad_on: bool, known: Tensor | None
+               ) -> tuple[Tensor, Tensor | None]:
+    """One head's weighted CE sum over rows (R,) and its per-row CE (None when ``known``, the CE already known).
+
+    With gradients, only rows with a non-zero scale (weight) and a label do gradient work — their gradient is
+    formed in the same chunk pass as their logits; the other labelled rows get a forward-only CE for the metrics
+    (skipped when the CE is already known). One host sync (the live-row count) per head.
+    """
+    if not grad_on:
+        if known is not None:
+            return (scale * known).sum(), None
+        ce = linear_ce(hidden, weight, labels, chunk_size, hook, row_ids=rows)
+        return (scale * ce).sum(), ce
+    labelled = labels != IGNORE_INDEX
+    live = labelled & (scale != 0)
+    idx = live.nonzero().squeeze(1)
+    if idx.numel() == live.numel():
+        loss, ce = weighted_linear_ce(hidden, weight, labels, scale, chunk_size, hook, row_ids=rows)
+        return loss, None if known is not None else ce
+    loss, ce_live = weighted_linear_ce(hidden.index_select(0, idx), weight, labels.index_select(0, idx),
+                                       scale.index_select(0, idx), chunk_size, hook, row_ids=rows.index_select(0, idx))
+    if known is not None:
+        return loss, None
+    ce = torch.zeros(labels.shape[0], device=hidden.device, dtype=ce_live.dtype).index_copy_(0, idx, ce_live)
+    dead = (labelled & ~live).nonzero().squeeze(1)
+    if dead.numel():
+        with torch.no_grad():
+            ce_dead = linear_ce(hidden.index_select(0, dead), weight, labels.index_select(0, dead), chunk_size, hook,
+                                row_ids=rows.index_select(0, dead))
+        ce.index_copy_(0, dead, ce_dead.to(ce.dtype))
+    return loss, ce
 
 
 def _head_metrics(head_ce: Tensor, wt: Tensor, labels: Tensor) -> dict[str, Tensor]:

@@ -58,6 +58,9 @@ class Rho1Config(BaseModel):
     weight_min: float = Field(0.0, ge=0.0)
     weight_max: float | None = Field(None, ge=1.0)
     chunk_size: int = Field(1024, ge=1)
+    # KL(model || ref) monitor: evenly spaced labelled next-token rows per micro-batch (null: every row). Each row
+    # costs a reference output projection and two log-softmaxes over the vocabulary.
+    kl_rows: int | None = Field(256, ge=1)
 
 
 @dataclass
@@ -232,17 +235,31 @@ class Rho1Strategy(_Stateless):
             w, stats = over_global_batch(self._weigh, excess, mask)  # top-k / softmax over every rank's tokens
             return w, {**stats, "rho1_ref_ce": (ref_ce * valid0).sum() / valid0.sum().clamp_min(1)}
 
+        picked = kl_sample(valid0, self.cfg.kl_rows)  # (B*S,) bool
+
         def logits_hook(rows: Tensor, logits: Tensor) -> None:
             nonlocal kl_sum, kl_count
-            ok = valid0.flatten()[rows].to(logits.dtype)
+            sel = picked[rows]
+            if self.cfg.kl_rows is not None:  # keep only the sampled rows (a host sync; monitoring only)
+                rows, logits, sel = rows[sel], logits[sel], sel[sel]
             ref_logits = ref_hidden[rows] @ self.ref.output.weight.t()
-            kl_sum = kl_sum + (next_token_kl(logits, ref_logits) * ok).sum()
-            kl_count = kl_count + ok.sum()
+            kl_sum = kl_sum + (next_token_kl(logits, ref_logits) * sel).sum()
+            kl_count = kl_count + sel.sum()
 
         def finalize() -> dict[str, Tensor]:
             return {"rho1_kl_model_ref": kl_sum / kl_count.clamp_min(1)}
 
         return PreparedWeights(weight_fn, logits_hook=logits_hook, finalize=finalize)
+
+
+def kl_sample(valid: Tensor, max_rows: int | None) -> Tensor:
+    """(B*S,) bool: at most ``max_rows`` evenly spaced valid positions of ``valid`` (B, S); all when None."""
+    flat = valid.flatten()
+    if max_rows is None:
+        return flat.clone()
+    idx = flat.nonzero().squeeze(1)
+    stride = max(1, -(-idx.numel() // max_rows))
+    return torch.zeros_like(flat).index_fill_(0, idx[::stride], True)
 
 
 StrategyName = Literal["baseline", "verifiable", "rho1"]
