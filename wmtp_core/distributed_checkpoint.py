@@ -12,7 +12,6 @@ a directory that exists is complete.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import warnings
@@ -38,7 +37,7 @@ from wmtp_core.distributed import (
     is_main,
     reshard,
 )
-from wmtp_core.io import atomic_write_bytes, atomic_write_json, sha256_file
+from wmtp_core.io import atomic_write_bytes, atomic_write_json, read_json, sha256_file
 
 DCP_DIR = "dcp"
 STATE_FILE = "state.pt"
@@ -95,12 +94,8 @@ def load_distributed_checkpoint(target: str | Path, modules: Mapping[str, nn.Mod
 
 def read_manifest(target: str | Path) -> dict[str, Any]:
     path = Path(target) / MANIFEST_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing; {target} is not a complete distributed checkpoint")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from exc
+    manifest = read_json(path, ValueError, expect=dict, missing=lambda p: FileNotFoundError(
+        f"{p}: missing; {target} is not a complete distributed checkpoint"))
     if manifest.get("format") != FORMAT:
         raise ValueError(f"{path}: field format: expected {FORMAT!r}, got {manifest.get('format')!r}")
     return manifest

@@ -1,4 +1,4 @@
-"""Atomic file writes and SHA256 hashing shared by every package.
+"""Atomic file writes, JSON reading and SHA256 hashing shared by every package.
 
 Every output is written to a temporary sibling first and moved into place with `os.replace`, so a reader
 never sees a half-written file and an interrupted write leaves the old file (or nothing) behind.
@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,45 @@ _UMASK = _current_umask()
 def default_mode(path: Path) -> None:
     """Give a freshly written file or directory the permissions an ordinary open()/mkdir() would."""
     os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~_UMASK)
+
+
+_JSON_KINDS = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
+               bool: "a boolean", type(None): "null"}
+
+
+def read_json(path: str | Path, error: Callable[[str], BaseException] = ValueError, *,
+              missing: Callable[[Path], BaseException] | None = None, expect: type | None = None) -> Any:
+    """Parse a UTF-8 JSON file; every failure raises an exception whose message names the file and the reason.
+
+    error    builds the exception from its message (an exception class works): "<path>: unreadable: <why>",
+             "<path>:<line>: invalid JSON: <what>" or "<path>: top level is an array, expected an object".
+    missing  builds the exception, from the path, when the path is not a file (so a caller can give its own
+             type and hint); by default error("<path>: not found").
+    expect   the required top-level type (dict for a JSON object, list for an array); None accepts any.
+    """
+    path = Path(path)
+
+    def not_found() -> BaseException:
+        return missing(path) if missing is not None else error(f"{path}: not found")
+
+    if not path.is_file():
+        raise not_found()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:  # removed since the check above
+        raise not_found() from None
+    except OSError as exc:
+        raise error(f"{path}: unreadable: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: unreadable: not UTF-8 ({exc.reason} at byte {exc.start})") from exc
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from exc
+    if expect is not None and not isinstance(value, expect):
+        got = _JSON_KINDS.get(type(value), type(value).__name__)
+        raise error(f"{path}: top level is {got}, expected {_JSON_KINDS.get(expect, expect.__name__)}")
+    return value
 
 
 def sha256_file(path: str | Path) -> str:

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from wmtp_core.artifacts.errors import ArtifactError
+from wmtp_core.io import read_json
 
 FORMAT_VERSION = 1
 WEIGHTS_NAME = "model.safetensors"
@@ -128,12 +129,8 @@ class ModelLayout:
 
     def read_metadata_model(self) -> ArtifactMetadata:
         path = self.metadata_json
-        if not path.is_file():
-            raise ArtifactError(f"{path}: metadata.json missing; {self.root} is not a converted model directory")
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ArtifactError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from exc
+        raw = read_json(path, ArtifactError, missing=lambda p: ArtifactError(
+            f"{p}: metadata.json missing; {self.root} is not a converted model directory"))
         try:
             meta = ArtifactMetadata.model_validate(raw)
         except ValidationError as exc:

@@ -7,14 +7,13 @@ in storage/datasets/codecontests/unreliable.json together with the SHA256 of the
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from wmtp_core import paths
 from wmtp_core.eval.checkers import CheckResult, check_many
 from wmtp_core.eval.problems import CODECONTESTS_FILE, Problem
 from wmtp_core.eval.sandbox import SandboxLimits
-from wmtp_core.io import atomic_write_json, sha256_file
+from wmtp_core.io import atomic_write_json, read_json, sha256_file
 
 UNRELIABLE_FILE = paths.DATASETS_ROOT / "codecontests" / "unreliable.json"
 
@@ -43,12 +42,8 @@ def write_unreliable(flags: dict[str, dict], n_problems: int, limits: SandboxLim
 
 def load_unreliable(path: Path = UNRELIABLE_FILE, problem_file: Path = CODECONTESTS_FILE) -> set[str]:
     """Flagged task ids; the file must describe the current problem file (else recompute it)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found; run `wmtp eval --check-references --dataset codecontests`")
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from exc
+    payload = read_json(path, ValueError, expect=dict, missing=lambda p: FileNotFoundError(
+        f"{p}: not found; run `wmtp eval --check-references --dataset codecontests`"))
     if payload.get("problem_file_sha256") != sha256_file(problem_file):
         raise ValueError(f"{path}: problem_file_sha256 does not match {problem_file}; run "
                          "`wmtp eval --check-references --dataset codecontests` again")
