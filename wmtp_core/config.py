@@ -64,6 +64,9 @@ class OptimConfig(Strict):
     grad_clip: float = Field(1.0, gt=0)
     warmup_ratio: float = Field(0.03, ge=0, le=1)
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    # AdamW kernel: fused (one kernel per step, no per-parameter temporaries; cpu/cuda/mps), foreach, or the
+    # per-parameter loop; auto = fused where every parameter is a plain tensor on a device that supports it
+    implementation: Literal["auto", "fused", "foreach", "loop"] = "auto"
 
 
 class TrainConfig(Strict):

@@ -128,3 +128,21 @@ def test_global_denominators_sum_micro_batches() -> None:
     d = global_denominators([{"labels": torch.tensor(3), "tokens": torch.tensor(0)},
                              {"labels": torch.tensor(5), "tokens": torch.tensor(0)}])
     assert float(d["labels"]) == 8.0 and float(d["tokens"]) == 1.0  # clamped to >= 1
+
+
+def test_adamw_kernel_follows_config_and_parameters():
+    from types import SimpleNamespace
+
+    from wmtp_core.config import OptimConfig
+    from wmtp_core.train.loop import _adamw_kernel, build_optimizer
+
+    params = [torch.nn.Parameter(torch.zeros(3, 2)), torch.nn.Parameter(torch.zeros(2))]
+    assert _adamw_kernel("auto", params) == {"fused": True}
+    assert _adamw_kernel("foreach", params) == {"foreach": True}
+    assert _adamw_kernel("loop", params) == {"foreach": False}
+    assert _adamw_kernel("auto", [SimpleNamespace(data=torch.zeros(2).as_subclass(torch.nn.Parameter),
+                                                  is_floating_point=lambda: True,
+                                                  device=torch.device("cpu"))]) == {}  # not a plain tensor
+    optimizer = build_optimizer([(params, 1e-3)], OptimConfig())
+    assert optimizer.defaults["fused"] is True
+    assert build_optimizer([(params, 1e-3)], OptimConfig(implementation="loop")).defaults["foreach"] is False

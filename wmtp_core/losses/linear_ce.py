@@ -61,17 +61,36 @@ def weighted_linear_ce(hidden: Tensor, weight: Tensor, labels: Tensor, token_sca
                                   _compute_dtype(hidden, weight))
 
 
-def _chunk_ce(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-    """(CE (n,), log-sum-exp (n,)) of fp32 logits (n, V); CE is 0 where the label is -100."""
-    lse = torch.logsumexp(logits, dim=-1)
+def _chunk_ce_softmax_(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(CE (n,), log-sum-exp (n,), softmax written over ``logits``): one max, one exp, one sum pass, in place.
+
+    No (n, V) temporary beyond the logits themselves (``torch.logsumexp`` would allocate one)."""
     picked = logits.gather(1, labels.clamp_min(0)[:, None]).squeeze(1)
-    return torch.where(labels != IGNORE_INDEX, lse - picked, 0.0), lse
+    peak = logits.amax(dim=-1)
+    probs = logits.sub_(peak[:, None]).exp_()
+    total = probs.sum(dim=-1)
+    probs.div_(total[:, None])
+    lse = peak + total.log()
+    return torch.where(labels != IGNORE_INDEX, lse - picked, 0.0), lse, probs
+
+
+def _accumulate_(grad_w: Tensor, grad_logits: Tensor, h: Tensor) -> None:
+    """grad_w (V, D, fp32) += grad_logits.T @ h; in place (no (V, D) temporary) when the dtypes agree."""
+    if grad_logits.dtype == grad_w.dtype and h.dtype == grad_w.dtype:
+        grad_w.addmm_(grad_logits.t(), h)
+    else:  # low-precision compute (autocast): matmul in that dtype, accumulate in fp32
+        grad_w.add_(grad_logits.t() @ h)
 
 
 def _softmax_grad_(logits: Tensor, lse: Tensor, labels: Tensor, scale: Tensor) -> Tensor:
     """In place: scale * (softmax(logits) - one_hot(labels)), zero rows where the label is -100."""
-    s = torch.where(labels != IGNORE_INDEX, scale.to(logits.dtype), 0.0)  # (n,)
-    grad = logits.sub_(lse[:, None]).exp_().mul_(s[:, None])
+    return _probs_grad_(logits.sub_(lse[:, None]).exp_(), labels, scale)
+
+
+def _probs_grad_(probs: Tensor, labels: Tensor, scale: Tensor) -> Tensor:
+    """In place: scale * (probs - one_hot(labels)), zero rows where the label is -100."""
+    s = torch.where(labels != IGNORE_INDEX, scale.to(probs.dtype), 0.0)  # (n,)
+    grad = probs.mul_(s[:, None])
     return grad.scatter_add_(1, labels.clamp_min(0)[:, None], -s[:, None])
 
 
@@ -89,7 +108,8 @@ class _LinearCE(torch.autograd.Function):
                 logits = (hidden[start:end].to(cdtype) @ w.t()).to(acc)  # (n, V)
                 if logits_hook is not None:
                     logits_hook(row_ids[start:end], logits)
-                ce[start:end], lse[start:end] = _chunk_ce(logits, labels[start:end])
+                ce[start:end], lse[start:end], _ = _chunk_ce_softmax_(logits, labels[start:end])  # logits spent
+                del logits  # free this chunk's (n, V) block before the next one is allocated
         ctx.chunk_size, ctx.cdtype = chunk_size, cdtype
         ctx.save_for_backward(hidden, weight, labels, lse)
         return ce
@@ -110,7 +130,8 @@ class _LinearCE(torch.autograd.Function):
                 if grad_h is not None:
                     grad_h[start:end] = (grad_logits @ w).to(hidden.dtype)
                 if grad_w is not None:
-                    grad_w.add_(grad_logits.t() @ h)
+                    _accumulate_(grad_w, grad_logits, h)
+                del grad_logits
         return (grad_h, grad_w.to(weight.dtype) if grad_w is not None else None, None, None, None, None, None)
 
 
@@ -131,10 +152,11 @@ class _FusedWeightedCE(torch.autograd.Function):
                 logits = (h @ w.t()).to(acc)  # (n, V)
                 if logits_hook is not None:
                     logits_hook(row_ids[start:end], logits)
-                ce[start:end], lse = _chunk_ce(logits, lab)
-                grad_logits = _softmax_grad_(logits, lse, lab, scale[start:end]).to(cdtype)  # reuses logits
+                ce[start:end], _lse, probs = _chunk_ce_softmax_(logits, lab)  # probs overwrite the logits
+                grad_logits = _probs_grad_(probs, lab, scale[start:end]).to(cdtype)  # in place again
                 grad_h[start:end] = (grad_logits @ w).to(hidden.dtype)
-                grad_w.add_(grad_logits.t() @ h)
+                _accumulate_(grad_w, grad_logits, h)
+                del logits, probs, grad_logits  # one (n, V) block alive at a time
         ctx.save_for_backward(grad_h, grad_w)
         ctx.weight_dtype = weight.dtype
         ctx.mark_non_differentiable(ce)
@@ -142,6 +164,7 @@ class _FusedWeightedCE(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_loss: Tensor, _grad_ce: Tensor):  # type: ignore[override]
-        grad_h, grad_w = ctx.saved_tensors
+        grad_h, grad_w = ctx.saved_tensors  # the forward's own buffers, used once: scaled in place
         g = grad_loss.to(grad_w.dtype)
-        return (grad_h * g.to(grad_h.dtype), (grad_w * g).to(ctx.weight_dtype), None, None, None, None, None, None)
+        return (grad_h.mul_(g.to(grad_h.dtype)), grad_w.mul_(g).to(ctx.weight_dtype), None, None, None, None, None,
+                None)

@@ -90,7 +90,26 @@ def build_optimizer(param_groups: list[tuple[list[nn.Parameter], float]], cfg: O
     for params, lr in param_groups:
         groups.append({"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay, "lr": lr})
         groups.append({"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0, "lr": lr})
-    return torch.optim.AdamW([g for g in groups if g["params"]], betas=tuple(cfg.betas), eps=cfg.eps)
+    groups = [g for g in groups if g["params"]]
+    kernel = _adamw_kernel(cfg.implementation, [p for g in groups for p in g["params"]])
+    return torch.optim.AdamW(groups, betas=tuple(cfg.betas), eps=cfg.eps, **kernel)
+
+
+_FUSED_DEVICES = ("cpu", "cuda", "mps")
+
+
+def _adamw_kernel(implementation: str, params: list[nn.Parameter]) -> dict[str, bool]:
+    """AdamW keyword for the configured kernel; `auto` picks fused unless a parameter is sharded (DTensor),
+    non-float, or on a device without the fused kernel (then torch's own default)."""
+    if implementation == "fused":
+        return {"fused": True}
+    if implementation == "foreach":
+        return {"foreach": True}
+    if implementation == "loop":
+        return {"foreach": False}
+    plain = all(type(p.data) is torch.Tensor and p.is_floating_point() and p.device.type in _FUSED_DEVICES
+                for p in params)
+    return {"fused": True} if plain and params else {}
 
 
 def warmup_cosine(total_steps: int, warmup_ratio: float, min_lr_ratio: float) -> Callable[[int], float]:
