@@ -81,6 +81,9 @@ class TrainConfig(Strict):
     keep_checkpoints: int = Field(2, ge=1)  # newest checkpoints kept per stage
     log_every: int = Field(1, ge=1)
     progress_bar: bool = True
+    # CPU only: fixed glibc mmap threshold (MiB) so freed activations return to the OS — lower peak RSS, slower
+    # steps (wmtp_core/train/allocator.py); None keeps glibc's default
+    cpu_mmap_threshold_mb: float | None = Field(None, gt=0)
 
 
 class Stage1Config(Strict):

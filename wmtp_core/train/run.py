@@ -16,6 +16,7 @@ from wmtp_core.config import ResolvedConfig, config_dict, config_hash, flatten, 
 from wmtp_core.io import atomic_write_json, atomic_write_text
 from wmtp_core.tracking.logger import MultiLogger, make_logger
 from wmtp_core.tracking.provenance import model_weights_sha256, provenance_tags
+from wmtp_core.train.allocator import set_mmap_threshold
 from wmtp_core.train.data import BatchSource, load_rows, steps_for
 from wmtp_core.train.device import autocast_dtype, seed_everything, select_device
 from wmtp_core.train.loop import LoopSettings, StageLoop, StagePlan, StageResult
@@ -111,6 +112,8 @@ class Trainer:
         seed_everything(cfg.run.seed)
         self.env, self.device = wd.init_distributed(select_device(cfg.run.device))  # torchrun: join the group
         self.amp = autocast_dtype(self.device, cfg.run.precision)
+        if self.device.type == "cpu" and cfg.train.cpu_mmap_threshold_mb is not None:
+            set_mmap_threshold(cfg.train.cpu_mmap_threshold_mb)
         self.models, self.adapter = load_models(cfg, self.device)
         wd.shard_model(self.models.policy, self.device, mixed_precision=self.amp == torch.bfloat16)  # FSDP2
         self.logger: MultiLogger = make_logger(cfg, self.name) if wd.is_main() else MultiLogger([])
