@@ -14,13 +14,12 @@ upload resumes where it stopped.
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wmtp_core.io import atomic_output, atomic_write_json, sha256_file
+from wmtp_core.io import atomic_output, atomic_write_json, read_json, sha256_file
 from wmtp_core.vessl_client.sync import MANIFEST_NAME, FileEntry, scan_sources
 
 MANIFEST_VERSION = 1
@@ -57,11 +56,8 @@ def read_local_manifest(root: Path) -> dict[str, dict]:
     path = root / MANIFEST_NAME
     if not path.is_file():
         return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UploadError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from exc
-    files = data.get("files") if isinstance(data, dict) else None
+    data = read_json(path, UploadError, expect=dict)
+    files = data.get("files")
     if data.get("version") != MANIFEST_VERSION or not isinstance(files, dict):
         raise UploadError(f"{path}: field version/files: expected version {MANIFEST_VERSION} and a files mapping")
     return files

@@ -164,6 +164,9 @@ def test_invalid_params_json_names_the_line(tmp_path: Path) -> None:
     (src / "params.json").write_text('{\n"dim": 64,\n oops\n}')
     with pytest.raises(ArtifactError, match=r"params.json:3: invalid JSON"):
         convert_meta_checkpoint(src, tmp_path / "out")
+    (src / "params.json").write_text('[64, 4]')
+    with pytest.raises(ArtifactError, match=r"params.json: top level is an array, expected an object"):
+        convert_meta_checkpoint(src, tmp_path / "out")
 
 
 def test_non_float_tensor_is_rejected(tmp_path: Path) -> None:

@@ -54,6 +54,9 @@ def test_corrupt_manifest_is_a_clear_error(tmp_path: Path) -> None:
     (target / MANIFEST_NAME).write_text("{\n  broken")
     with pytest.raises(UploadError, match=rf"{MANIFEST_NAME}:2: invalid JSON"):
         read_local_manifest(target)
+    (target / MANIFEST_NAME).write_text("[1, 2]")
+    with pytest.raises(UploadError, match=rf"{MANIFEST_NAME}: top level is an array, expected an object"):
+        read_local_manifest(target)
 
 
 def test_target_that_is_a_file_is_refused(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ the memory map is reopened per shard, so only one shard's source pages and conve
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from wmtp_core.artifacts.writer import (
     torch_dtype,
     write_model_dir,
 )
-from wmtp_core.io import sha256_file
+from wmtp_core.io import read_json, sha256_file
 
 
 @dataclass
@@ -61,10 +60,7 @@ def read_meta_params(source: Path) -> tuple[ModelArgs, dict[str, Any], Tokenizer
         if not path.is_file():
             raise ArtifactError(f"{path}: missing (a Meta checkpoint dir holds consolidated.pth, params.json, "
                                 "tokenizer.model)")
-    try:
-        params = json.loads(params_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{params_path}:{exc.lineno}: invalid JSON: {exc.msg}") from exc
+    params = read_json(params_path, ArtifactError, expect=dict)
     tokenizer = Tokenizer(tok_path)
     if params.get("vocab_size", -1) in (-1, None):
         params["vocab_size"] = tokenizer.n_words
