@@ -13,7 +13,7 @@ import torch
 from vendor.meta_llama.model import Transformer
 from wmtp_core import distributed as wd
 from wmtp_core.config import ResolvedConfig, config_dict, config_hash, flatten, to_yaml
-from wmtp_core.io import atomic_write_json, atomic_write_text
+from wmtp_core.io import atomic_write_json, atomic_write_text, sha256_file
 from wmtp_core.tracking.logger import MultiLogger, make_logger
 from wmtp_core.tracking.provenance import model_weights_sha256, provenance_tags
 from wmtp_core.train.allocator import set_mmap_threshold
@@ -47,6 +47,7 @@ class TrainResult:
     completed: bool
     result_path: Path
     history_path: Path
+    value_head_sha256: str | None = None  # SHA256 of value_head_path (a fetch from a remote run checks it)
 
     def to_json(self) -> dict[str, Any]:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
@@ -248,7 +249,8 @@ class Trainer:
             self.report("final", self.source(last_stage))
             model_dir, head, sha = self.export()
         result = TrainResult(self.out, self.ckpt_dir, model_dir, head, self.logger.run_id, final, sha, self.chash,
-                             completed, self.out / RESULT_FILE, history_path)
+                             completed, self.out / RESULT_FILE, history_path,
+                             sha256_file(head) if head is not None else None)
         atomic_write_json(result.result_path, result.to_json())
         metrics_path = Path(atomic_write_json(self.reports_dir / "final_metrics.json", final))
         for path, where in ((metrics_path, "metrics"), (refs_path, "checkpoints"), (history_path, "metrics"),
