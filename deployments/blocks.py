@@ -3,9 +3,10 @@
 Both blocks offer (see docs/vessl.md):
     output_dir(job_name) -> str          where the job must write its outputs (as the job sees the path)
     train_command(train_args) -> list    `wmtp train ...` (or torchrun for several GPUs)
-    submit(command, env=None, workdir=None, result_path="result.json", name=None) -> JobResult
+    submit(command, env=None, workdir=None, result_path="result.json", name=None, imports=None) -> JobResult
 `submit` runs the command to the end, streams its output lines into the Prefect run logger (stdout outside a
-run), and returns the parsed small result JSON the job wrote. A failed job raises `JobFailed` (VESSL:
+run), and returns the parsed small result JSON the job wrote (VesslJob: `fetch_export` downloads more of a run's
+export volume afterwards). A failed job raises `JobFailed` (VESSL:
 `RemoteRunFailed`) naming the run, its final status and last log lines. Leaving `submit` early (cancellation,
 crash, timeout) kills the local process / terminates the VESSL run; `terminate_active_vessl_runs` is a flow
 hook (`on_cancellation=[...]`, `on_crashed=[...]`) for runs still registered when the flow dies elsewhere.
@@ -249,6 +250,17 @@ class VesslJob(Block):
                              poll_interval_s=self.poll_interval_s, timeout_s=self.timeout_s, on_log=log_sink())
         return JobResult("vessl", str(out.run_id), out.status, out.result, out.result_url, out.log_tail,
                          job.export.url)
+
+    def fetch_export(self, source_url: str, dest: str | Path, *, include: Callable[[str], bool] | None = None,
+                     expected_sha256: Mapping[str, str] | None = None) -> Any:
+        """Download the files under `source_url` (e.g. `f"{JobResult.export_url}/<job name>"`) into `dest` through
+        the storage API (`wmtp_core.vessl_client.sync.download_from_volume`): only those `include(rel)` accepts,
+        each checked against `expected_sha256[rel]` where given. Returns the SyncReport."""
+        from wmtp_core.vessl_client.storage import VolumeStore
+        from wmtp_core.vessl_client.sync import download_from_volume
+
+        return download_from_volume(VolumeStore(self.settings()), VolumeRef.parse(source_url), Path(dest),
+                                    echo=log_sink(), include=include, expected_sha256=expected_sha256)
 
 
 def terminate_active_vessl_runs(*_hook_args: Any) -> list[int]:

@@ -32,18 +32,26 @@ class DatasetsArtifact:
 
 @dataclass(frozen=True)
 class StageResult:
-    """One training stage run through an infrastructure block (parsed from the stage's result.json)."""
+    """One training stage run through an infrastructure block (parsed from the stage's result.json).
+
+    A remote run (a block whose job result has an `export_url`, i.e. VesslJob) keeps its outputs on its export
+    volume: `output_dir` is then the local copy of its records under `<runs_dir>/<job name>`, `model_dir` /
+    `value_head_path` the local, SHA256-checked copies fetched after Stage 2 (None after Stage 1, whose model is
+    not needed here), `checkpoint` None, and `export_url` + `export_checkpoint` say where the last checkpoint is
+    for the next stage, which imports that volume."""
 
     stage: str  # "stage1" | "stage2"
     experiment: str
     output_dir: Path
     model_dir: Path | None  # exported model (stage2) or None
     value_head_path: Path | None  # stage1 / verifiable stage2
-    checkpoint: Path | None  # this stage's last checkpoint (what the next stage resumes from)
+    checkpoint: Path | None  # this stage's last checkpoint on this machine (what the next stage resumes from)
     mlflow_run_id: str | None
     final_metrics: dict[str, float]
     weights_sha256: str | None
     infrastructure: str  # "local" or the VESSL block name
+    export_url: str = ""  # remote: volume:// URL of the run's export mount; local: ""
+    export_checkpoint: str | None = None  # remote: the last checkpoint's path relative to that export mount
 
 
 @dataclass(frozen=True)

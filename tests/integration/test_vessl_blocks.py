@@ -121,3 +121,49 @@ def test_remote_env_gets_the_mlflow_server_not_a_local_store(server, tmp_path) -
     assert job.result_rel == "x/result.json" and job.spec["export"] == {"/mnt/export/": job.export.url}
     kept = block.build_job(["wmtp"], {"MLFLOW_TRACKING_URI": "https://other.example.org"}, None, "r.json", "y")
     assert kept.spec["env"]["MLFLOW_TRACKING_URI"] == "https://other.example.org"  # type: ignore[index]
+
+
+EXPORT_CODE = (
+    "import hashlib, json, os, sys\n"
+    "out = os.path.join(sys.argv[1], 'j')\n"
+    "os.makedirs(out + '/model/safetensors', exist_ok=True)\n"
+    "open(out + '/model/safetensors/model.safetensors', 'wb').write(b'weights')\n"
+    "sha = hashlib.sha256(b'weights').hexdigest()\n"
+    "json.dump({'files': {'safetensors/model.safetensors': {'sha256': sha}}}, open(out + '/model/metadata.json', 'w'))\n"
+    "open(out + '/big.bin', 'wb').write(b'x' * 1000)\n"
+    "json.dump({'output_dir': out, 'model_dir': out + '/model', 'weights_sha256': sha},"
+    " open(out + '/result.json', 'w'))\n"
+)
+
+
+def test_fetch_export_brings_back_checked_files_from_an_isolated_run(tmp_path: Path) -> None:
+    """With VESSL-like mounts the job's own paths exist nowhere here; its export comes back only through the
+    storage API, each file checked against its expected SHA256; a stage's fetch failure names the volume path."""
+    import hashlib
+
+    from tasks.training import OutputsNotFetched, _fetch_remote
+    from wmtp_core.vessl_client.sync import SyncError
+
+    sha = hashlib.sha256(b"weights").hexdigest()
+    with FakeVesslServer(tmp_path / "fake", token=TOKEN, secrets={"mlflow-password": "pw"},
+                         isolated_mounts=True) as srv:
+        block = _vessl_block(srv, tmp_path)
+        root = block.output_dir("")
+        res = block.submit([sys.executable, "-c", EXPORT_CODE, root], result_path=f"{root}/j/result.json", name="j")
+        assert not Path(res.result["output_dir"]).exists() and not list((tmp_path / "fake").glob("container-*"))
+        source, weights = f"{res.export_url}/j", "model/safetensors/model.safetensors"
+        block.fetch_export(source, tmp_path / "got", include=lambda f: f.startswith("model/"),
+                           expected_sha256={weights: sha})
+        assert (tmp_path / "got" / weights).read_bytes() == b"weights" and not (tmp_path / "got/big.bin").exists()
+        with pytest.raises(SyncError, match="SHA256 differs from the expected"):
+            block.fetch_export(source, tmp_path / "bad", expected_sha256={weights: "0" * 64})
+        with pytest.raises(SyncError, match="not on the volume: model/gone.bin"):
+            block.fetch_export(source, tmp_path / "bad", expected_sha256={"model/gone.bin": sha})
+
+        fetched = _fetch_remote(block, res.export_url, res.result, "stage2", "j", tmp_path / "runs")
+        assert fetched.model_dir == tmp_path / "runs/j/model" and (fetched.model_dir / "metadata.json").is_file()
+        assert (tmp_path / "runs/j/big.bin").is_file() and fetched.checkpoint is None  # small records come too
+        wrong = {**res.result, "weights_sha256": "f" * 64}
+        with pytest.raises(OutputsNotFetched, match=rf"stage2: could not fetch the run's model model/ from "
+                                                    rf"{source} to .*runs2/j: weights SHA256"):
+            _fetch_remote(block, res.export_url, wrong, "stage2", "j", tmp_path / "runs2")

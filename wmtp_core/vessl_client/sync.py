@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,17 +164,27 @@ def download_from_volume(
     *,
     dry_run: bool = False,
     echo: Callable[[str], None] = print,
+    include: Callable[[str], bool] | None = None,
+    expected_sha256: Mapping[str, str] | None = None,
 ) -> SyncReport:
     """Download every file under `source` into `dest`, skipping local files whose SHA256 matches the manifest
-    and checking each downloaded file against the manifest SHA256 when it has one."""
+    and checking each downloaded file against the manifest SHA256 when it has one.
+
+    `include(rel)` limits the download to some files. `expected_sha256` ({rel: SHA256}) gives the hashes to check
+    against where the source has no manifest (e.g. a run's export, checked against the model's metadata.json);
+    every file it names must be listed under `source`."""
     listing = store.list(source)
     manifest = read_manifest(store, source, listing)
+    known = {**{rel: e.get("sha256") for rel, e in manifest.items()}, **(expected_sha256 or {})}
+    absent = sorted(set(expected_sha256 or {}) - set(listing))
+    if absent:
+        raise SyncError(f"{source.url}: expected file(s) not on the volume: {', '.join(absent)}")
     report = SyncReport(source.url, dry_run=dry_run)
     for rel, size in sorted(listing.items()):
-        if rel == MANIFEST_NAME:
+        if rel == MANIFEST_NAME or (include is not None and not include(rel)):
             continue
         local = dest / rel
-        expected = manifest.get(rel, {}).get("sha256")
+        expected = known.get(rel)
         if expected and local.is_file() and local.stat().st_size == size and sha256_file(local) == expected:
             report.skipped.append(rel)
             continue
@@ -184,7 +194,7 @@ def download_from_volume(
             continue
         store.download_file(source, rel, local, size)
         if expected and sha256_file(local) != expected:
-            raise SyncError(f"{local}: SHA256 differs from {source.url}/{MANIFEST_NAME}")
+            raise SyncError(f"{local}: SHA256 differs from the expected {expected} of {source.url}/{rel}")
         if expected:
             report.verified.append(rel)
     echo(f"{len(report.uploaded)} downloaded, {len(report.skipped)} unchanged <- {source.url}")
