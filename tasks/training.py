@@ -14,13 +14,14 @@ Stage 2 imports the Stage 1 run's export volume at UPSTREAM_MOUNT and resumes fr
 from __future__ import annotations
 
 import json
-from pathlib import Path, PurePosixPath
-from typing import Any, NamedTuple
+from pathlib import Path
+from typing import Any
 
 from deployments.blocks import JobFailed
 from tasks import _mlflow
 from tasks._task import wmtp_task
 from tasks.results import DatasetsArtifact, ModelArtifact, StageResult
+from wmtp_core.vessl_client.outputs import OutputsNotFetched, fetch_run_outputs
 
 
 def load_infrastructure(name: str, runs_dir: str) -> Any:
@@ -38,11 +39,6 @@ def load_infrastructure(name: str, runs_dir: str) -> Any:
 
 
 UPSTREAM_MOUNT = "/mnt/upstream"  # where a remote Stage 2 job sees the Stage 1 run's export volume
-
-
-class OutputsNotFetched(RuntimeError):
-    """A remote stage finished, but its outputs could not be brought to this machine (not retried: a retry of the
-    step would train again)."""
 
 
 def _path(value: Any) -> Path | None:
@@ -85,7 +81,7 @@ def train_stage(stage: str, experiment: str, infrastructure: str, runs_dir: str,
     metrics = {k: float(v) for k, v in (r.get("final_metrics") or {}).items() if isinstance(v, int | float)}
     export_url = getattr(job, "export_url", "")
     if export_url:
-        fetched = _fetch_remote(block, export_url, r, stage, job_name, Path(runs_dir))
+        fetched = fetch_run_outputs(block.fetch_export, export_url, r, stage, job_name, Path(runs_dir))
         result = StageResult(stage, experiment, fetched.output_dir, fetched.model_dir, fetched.value_head_path,
                              None, r.get("mlflow_run_id"), metrics, r.get("weights_sha256"), infrastructure,
                              export_url, fetched.checkpoint)
@@ -96,54 +92,6 @@ def train_stage(stage: str, experiment: str, infrastructure: str, runs_dir: str,
                              infrastructure)
     _record_provenance(result, r.get("config_hash"), model, datasets, reference, env.get(_mlflow.PARENT_ENV))
     return result
-
-
-class _Fetched(NamedTuple):
-    output_dir: Path  # <runs_dir>/<job name>: the local copy
-    model_dir: Path | None
-    value_head_path: Path | None
-    checkpoint: str | None  # the stage's last checkpoint, relative to the export mount
-
-
-def _fetch_remote(block: Any, export_url: str, r: dict, stage: str, job_name: str, runs_dir: Path) -> _Fetched:
-    """Download a remote stage's records (and after Stage 2 its model + value head, SHA256-checked) from
-    `<export_url>/<job_name>` to `<runs_dir>/<job_name>`; raise OutputsNotFetched naming the volume path."""
-    from wmtp_core.io import read_json
-    from wmtp_core.tracking.provenance import model_weights_sha256
-
-    source, local = f"{export_url.rstrip('/')}/{job_name}", runs_dir / job_name
-    what = "records"
-    try:
-        remote_out = PurePosixPath(r["output_dir"])  # the path the job saw: <export mount>/<job_name>
-        if remote_out.name != job_name:
-            raise ValueError(f"result.json output_dir {remote_out} is not <export mount>/{job_name}")
-
-        def rel(path: str) -> str:
-            return PurePosixPath(path).relative_to(remote_out).as_posix()
-
-        head_rel = rel(r["value_head_path"]) if r.get("value_head_path") else None
-        block.fetch_export(source, local, include=lambda f: "/" not in f and f != head_rel)
-        refs = read_json(local / "checkpoints.json", expect=dict) if (local / "checkpoints.json").is_file() else {}
-        last = (refs.get(stage) or {}).get("path")
-        checkpoint = f"{job_name}/{rel(last)}" if last else None
-        if stage != "stage2" or not r.get("model_dir"):  # only the final stage's model is evaluated / uploaded
-            return _Fetched(local, None, None, checkpoint)
-        model_rel = rel(r["model_dir"])
-        what = f"model {model_rel}/"
-        block.fetch_export(source, local, include=lambda f: f == f"{model_rel}/metadata.json")
-        meta = read_json(local / model_rel / "metadata.json", expect=dict)
-        expected = {f"{model_rel}/{name}": entry["sha256"] for name, entry in meta["files"].items()}
-        if head_rel is not None:
-            if not r.get("value_head_sha256"):
-                raise ValueError("result.json has a value head but no value_head_sha256 to check it against")
-            expected[head_rel] = r["value_head_sha256"]
-        block.fetch_export(source, local, include=lambda f: f in expected, expected_sha256=expected)
-        if model_weights_sha256(local / model_rel) != r.get("weights_sha256"):
-            raise ValueError(f"weights SHA256 in {model_rel}/metadata.json differs from result.json's "
-                             f"{r.get('weights_sha256')}")
-    except Exception as exc:  # noqa: BLE001 - re-raised with the volume path and the reason
-        raise OutputsNotFetched(f"{stage}: could not fetch the run's {what} from {source} to {local}: {exc}") from exc
-    return _Fetched(local, local / model_rel, local / head_rel if head_rel else None, checkpoint)
 
 
 def _record_provenance(result: StageResult, config_hash: str | None, model: ModelArtifact,

@@ -141,7 +141,7 @@ def test_fetch_export_brings_back_checked_files_from_an_isolated_run(tmp_path: P
     storage API, each file checked against its expected SHA256; a stage's fetch failure names the volume path."""
     import hashlib
 
-    from tasks.training import OutputsNotFetched, _fetch_remote
+    from wmtp_core.vessl_client.outputs import OutputsNotFetched, fetch_run_outputs
     from wmtp_core.vessl_client.sync import SyncError
 
     sha = hashlib.sha256(b"weights").hexdigest()
@@ -160,10 +160,10 @@ def test_fetch_export_brings_back_checked_files_from_an_isolated_run(tmp_path: P
         with pytest.raises(SyncError, match="not on the volume: model/gone.bin"):
             block.fetch_export(source, tmp_path / "bad", expected_sha256={"model/gone.bin": sha})
 
-        fetched = _fetch_remote(block, res.export_url, res.result, "stage2", "j", tmp_path / "runs")
+        fetched = fetch_run_outputs(block.fetch_export, res.export_url, res.result, "stage2", "j", tmp_path / "runs")
         assert fetched.model_dir == tmp_path / "runs/j/model" and (fetched.model_dir / "metadata.json").is_file()
         assert (tmp_path / "runs/j/big.bin").is_file() and fetched.checkpoint is None  # small records come too
         wrong = {**res.result, "weights_sha256": "f" * 64}
         with pytest.raises(OutputsNotFetched, match=rf"stage2: could not fetch the run's model model/ from "
                                                     rf"{source} to .*runs2/j: weights SHA256"):
-            _fetch_remote(block, res.export_url, wrong, "stage2", "j", tmp_path / "runs2")
+            fetch_run_outputs(block.fetch_export, res.export_url, wrong, "stage2", "j", tmp_path / "runs2")
