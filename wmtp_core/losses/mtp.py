@@ -190,9 +190,6 @@ def _head_loss(hidden: Tensor, weight: Tensor, labels: Tensor, scale: Tensor, ch
     labelled = labels != IGNORE_INDEX
     live = labelled & (scale != 0)
     idx = live.nonzero().squeeze(1)
-    if idx.numel() == live.numel():
-        loss, ce = weighted_linear_ce(hidden, weight, labels, scale, chunk_size, hook, row_ids=rows)
-        return loss, None if known is not None else ce
     loss, ce_live = weighted_linear_ce(hidden.index_select(0, idx), weight, labels.index_select(0, idx),
                                        scale.index_select(0, idx), chunk_size, hook, row_ids=rows.index_select(0, idx))
     if known is not None:

@@ -239,11 +239,9 @@ class Rho1Strategy(_Stateless):
 
         def logits_hook(rows: Tensor, logits: Tensor) -> None:
             nonlocal kl_sum, kl_count
-            sel = picked[rows]
-            if self.cfg.kl_rows is not None:  # keep only the sampled rows (a host sync; monitoring only)
-                rows, logits, sel = rows[sel], logits[sel], sel[sel]
-            ref_logits = ref_hidden[rows] @ self.ref.output.weight.t()
-            kl_sum = kl_sum + (next_token_kl(logits, ref_logits) * sel).sum()
+            sel = picked[rows]  # the sampled labelled rows of this chunk (a host sync; monitoring only)
+            ref_logits = ref_hidden[rows[sel]] @ self.ref.output.weight.t()
+            kl_sum = kl_sum + next_token_kl(logits[sel], ref_logits).sum()
             kl_count = kl_count + sel.sum()
 
         def finalize() -> dict[str, Tensor]:
@@ -256,7 +254,7 @@ def kl_sample(valid: Tensor, max_rows: int | None) -> Tensor:
     """(B*S,) bool: at most ``max_rows`` evenly spaced valid positions of ``valid`` (B, S); all when None."""
     flat = valid.flatten()
     if max_rows is None:
-        return flat.clone()
+        return flat
     idx = flat.nonzero().squeeze(1)
     stride = max(1, -(-idx.numel() // max_rows))
     return torch.zeros_like(flat).index_fill_(0, idx[::stride], True)
