@@ -9,9 +9,7 @@ from wmtp_core import paths
 
 RECIPES = {"baseline": "recipe.baseline.yaml", "verifiable": "recipe.verifiable.yaml",
            "rho1": "recipe.rho1_weighted.yaml"}
-CONFIG_EXPERIMENT = {"baseline": "baseline", "verifiable": "verifiable", "rho1": "rho1_weighted"}
 STAGES = {"baseline": ("stage2",), "verifiable": ("stage1", "stage2"), "rho1": ("stage2",)}
-CONFIGS_DIR = paths.REPO_ROOT / "configs"
 
 
 @dataclass(frozen=True)

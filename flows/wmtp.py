@@ -21,9 +21,8 @@ from prefect.runtime import flow_run
 from prefect.states import State
 
 from deployments.blocks import terminate_active_vessl_runs
-from flows.layout import CONFIG_EXPERIMENT, RECIPES, STAGES, Locations
+from flows.layout import RECIPES, STAGES, Locations
 from flows.report import comparison_rows, summary_markdown
-from tasks import _mlflow
 from tasks._task import result_storage_path, skip
 from tasks.checkpoint import convert_checkpoint, synthetic_base
 from tasks.datasets import prepare_and_validate
@@ -34,6 +33,7 @@ from tasks.training import train_stage
 from tasks.upload import upload_artifacts
 from wmtp_core import paths
 from wmtp_core.data.api import DEFAULT_SOURCES
+from wmtp_core.tracking import mlflow_backend as tracking
 from wmtp_core.tracking.mlflow_backend import resolve_tracking_uri
 
 Experiment = Literal["baseline", "verifiable", "rho1"]
@@ -124,7 +124,7 @@ def wmtp(experiment: Experiment = "verifiable", preset: str = "smoke", use_micro
     if experiment not in RECIPES:
         raise ValueError(f"experiment: expected one of {sorted(RECIPES)}, got {experiment!r}")
     loc, steps, run_id = Locations.under(storage_root), Steps(), str(flow_run.id)
-    parent = _mlflow.start_parent("wmtp", f"{experiment}-{flow_run.name}",
+    parent = tracking.start_parent("wmtp", f"{experiment}-{flow_run.name}",
                                   {"prefect.flow_run_id": run_id, "prefect.flow_run_name": str(flow_run.name),
                                    "wmtp.experiment": experiment, "wmtp.preset": preset,
                                    "wmtp.infrastructure": infrastructure})
@@ -133,11 +133,11 @@ def wmtp(experiment: Experiment = "verifiable", preset: str = "smoke", use_micro
                        eval_dataset, eval_limit, eval_n, eval_max_new_tokens, upload_target, micro_plan,
                        list(train_overrides or []), loc, steps, parent)
     except BaseException:
-        _mlflow.finish(parent, "FAILED")
+        tracking.finish_run(parent, "FAILED")
         raise
-    _mlflow.log_metrics(parent, {**summary.final_metrics, **{f"eval/{k}": v for k, v in summary.pass_at_k.items()}})
-    _mlflow.finish(parent)
-    create_markdown_artifact(summary_markdown(summary, _mlflow.run_url(parent), resolve_tracking_uri(None)),
+    tracking.log_run_metrics(parent, {**summary.final_metrics, **{f"eval/{k}": v for k, v in summary.pass_at_k.items()}})
+    tracking.finish_run(parent)
+    create_markdown_artifact(summary_markdown(summary, tracking.run_url(parent), resolve_tracking_uri(None)),
                              key=f"wmtp-{experiment}", description=f"WMTP {experiment} summary")
     return summary
 
@@ -146,7 +146,7 @@ def _run(experiment: str, preset: str, use_micro_model: bool, dataset_suffix: st
          base_checkpoint: str | None, infrastructure: str, device: str, eval_dataset: str, eval_limit: int | None,
          eval_n: int, eval_max_new_tokens: int, upload_target: str | None, micro_plan: str,
          train_overrides: list[str], loc: Locations, steps: Steps, parent: str) -> ExperimentSummary:
-    env = {_mlflow.PARENT_ENV: parent, "MLFLOW_TRACKING_URI": resolve_tracking_uri(None)}
+    env = {tracking.PARENT_ENV: parent, "MLFLOW_TRACKING_URI": resolve_tracking_uri(None)}
     sources = list(DEFAULT_SOURCES)
     datasets = steps.add("prepare-validate-datasets", prepare_and_validate.submit(
         str(loc.datasets_root), sources, paths.CODE_TOKENIZER, DATA_MAX_TOKENS, loc.source_dirs(sources)))
@@ -220,4 +220,4 @@ def wmtp_compare(experiments: list[Experiment] | None = None, preset: str = "smo
     return summaries
 
 
-__all__ = ["wmtp", "wmtp_compare", "train_args", "CONFIG_EXPERIMENT"]
+__all__ = ["wmtp", "wmtp_compare", "train_args"]

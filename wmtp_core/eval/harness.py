@@ -62,7 +62,7 @@ def load_model(model_dir: Path, device: str) -> tuple[Transformer, Tokenizer]:
     return adapter.model.eval(), adapter.tokenizer
 
 
-def build_prompt(problem: Problem, tokenizer: Tokenizer, max_prompt_tokens: int) -> str:
+def eval_prompt(problem: Problem, tokenizer: Tokenizer, max_prompt_tokens: int) -> str:
     """HumanEval: the function prompt. MBPP/CodeContests: the training prompt, shortened to fit."""
     if problem.source == "humaneval":
         return problem.tests["prompt"]
@@ -92,7 +92,7 @@ def generate_samples(model: Transformer, tokenizer: Tokenizer, problems: list[Pr
     max_prompt = max(16, model.args.max_seq_len - cfg.max_new_tokens)
     stats, rows, n_tokens, start = SpeculativeStats(), [], 0, time.perf_counter()
     for p_index, problem in enumerate(problems):
-        prompt = build_prompt(problem, tokenizer, max_prompt)
+        prompt = eval_prompt(problem, tokenizer, max_prompt)
         ids = _prompt_ids(tokenizer, prompt, max_prompt)
         for first in range(0, n, batch_size):
             size = min(batch_size, n - first)

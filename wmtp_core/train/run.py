@@ -19,7 +19,7 @@ from wmtp_core.tracking.provenance import model_weights_sha256, provenance_tags
 from wmtp_core.train.allocator import set_mmap_threshold
 from wmtp_core.train.data import BatchSource, load_rows, steps_for
 from wmtp_core.train.device import autocast_dtype, seed_everything, select_device
-from wmtp_core.train.loop import LoopSettings, StageLoop, StagePlan, StageResult
+from wmtp_core.train.loop import LoopSettings, StageLoop, StageOutcome, StagePlan
 from wmtp_core.train.report import probe, write_reports
 from wmtp_core.train.sampler import ResumableSampler
 from wmtp_core.train.stages import Models, build_strategy, stage1_plan, stage2_plan
@@ -178,7 +178,7 @@ class Trainer:
                             keep_checkpoints=t.keep_checkpoints, progress_bar=t.progress_bar, device=self.device,
                             amp_dtype=self.amp, checkpoint_root=self.ckpt_dir, config_hash=self.chash, stop_after=stop)
 
-    def run_stage(self, stage: str) -> StageResult:
+    def run_stage(self, stage: str) -> StageOutcome:
         source = self.source(stage)
         plan = self.plan(stage, source)
         loop = StageLoop(plan, self.settings(stage), self.cfg.optim,
