@@ -12,7 +12,7 @@ logs a nested run, and a markdown artifact summarises metrics, pass@k and where 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -21,7 +21,7 @@ from prefect.runtime import flow_run
 from prefect.states import State
 
 from deployments.blocks import terminate_active_vessl_runs
-from flows.layout import RECIPES, STAGES, Locations
+from flows.layout import Locations
 from flows.report import comparison_rows, summary_markdown
 from tasks._task import result_storage_path, skip
 from tasks.checkpoint import convert_checkpoint, synthetic_base
@@ -33,12 +33,11 @@ from tasks.training import train_stage
 from tasks.upload import upload_artifacts
 from wmtp_core import paths
 from wmtp_core.data.api import DEFAULT_SOURCES
+from wmtp_core.experiments import EXPERIMENTS, MICRO_REFERENCE_FFN, MICRO_REFERENCE_SEED, ExperimentName, spec
 from wmtp_core.tracking import mlflow_backend as tracking
 from wmtp_core.tracking.mlflow_backend import resolve_tracking_uri
 
-Experiment = Literal["baseline", "verifiable", "rho1"]
 DATA_MAX_TOKENS = 2048
-REFERENCE_FFN = {"default": 512, "tiny": 64}  # the micro-world Rho-1 reference: half the policy's FFN width
 
 
 class Steps:
@@ -81,17 +80,17 @@ def _base_model(loc: Locations, base_checkpoint: str | None, steps: Steps) -> Pr
 
 def _reference(experiment: str, use_micro_model: bool, micro_plan: str, base: Any, loc: Locations,
                steps: Steps) -> Any:
-    if experiment != "rho1":
+    if not EXPERIMENTS[experiment].needs_reference:
         steps.add("build-reference", skip("build-reference", f"{experiment} uses no reference model"))
         return None
     if use_micro_model:  # a half-FFN-width slice of the same base: same tokenizer, a different (weaker) model
         future = build_micro.with_options(name="build-reference").submit(
-            base, str(loc.micro_reference_dir), paths.CODE_TOKENIZER, plan=micro_plan, seed=1,
-            ffn_hidden_dim=REFERENCE_FFN[micro_plan])
+            base, str(loc.micro_reference_dir), paths.CODE_TOKENIZER, plan=micro_plan, seed=MICRO_REFERENCE_SEED,
+            ffn_hidden_dim=MICRO_REFERENCE_FFN[micro_plan])
         return steps.add("build-reference", future)
     if not (loc.reference_dir / "metadata.json").is_file():
-        raise FileNotFoundError(f"{loc.reference_dir}: Rho-1 needs a converted reference model "
-                                "(`wmtp convert-reference`), or run with use_micro_model=True")
+        raise FileNotFoundError(EXPERIMENTS[experiment].missing_reference(loc.reference_dir, False)
+                                + ", or run with use_micro_model=True")
     steps.add("build-reference", skip("build-reference", f"converted reference at {loc.reference_dir}"))
     return model_artifact(loc.reference_dir, "converted reference")
 
@@ -99,7 +98,7 @@ def _reference(experiment: str, use_micro_model: bool, micro_plan: str, base: An
 def train_args(experiment: str, preset: str, use_micro_model: bool, dataset_suffix: str | None, device: str,
                local_paths: dict[str, Path] | None, overrides: list[str] | None = None) -> list[str]:
     """`wmtp train` arguments (config paths relative to the repo root, where every block runs the command)."""
-    args = ["--config", "configs/defaults.yaml", "--recipe", f"configs/{RECIPES[experiment]}", "--preset", preset,
+    args = ["--config", "configs/defaults.yaml", "--recipe", spec(experiment).recipe_arg, "--preset", preset,
             "--device", device]
     if use_micro_model:
         args.append("--use-micro-model")
@@ -115,14 +114,13 @@ def train_args(experiment: str, preset: str, use_micro_model: bool, dataset_suff
 
 @flow(name="wmtp", result_storage=result_storage_path(), log_prints=True,
       on_cancellation=[terminate_active_vessl_runs], on_crashed=[terminate_active_vessl_runs])
-def wmtp(experiment: Experiment = "verifiable", preset: str = "smoke", use_micro_model: bool = True,
+def wmtp(experiment: ExperimentName = "verifiable", preset: str = "smoke", use_micro_model: bool = True,
          dataset_suffix: str | None = "small", base_checkpoint: str | None = None, infrastructure: str = "local",
          device: str = "cpu", eval_dataset: str = "mbpp", eval_limit: int | None = 4, eval_n: int = 1,
          eval_max_new_tokens: int = 64, upload_target: str | None = None, micro_plan: str = "default",
          train_overrides: list[str] | None = None, storage_root: str | None = None) -> ExperimentSummary:
     """Run one experiment: data, base/micro model, the experiment's stages, eval, upload."""
-    if experiment not in RECIPES:
-        raise ValueError(f"experiment: expected one of {sorted(RECIPES)}, got {experiment!r}")
+    spec(experiment)  # a ValueError naming the known experiments
     loc, steps, run_id = Locations.under(storage_root), Steps(), str(flow_run.id)
     parent = tracking.start_parent("wmtp", f"{experiment}-{flow_run.name}",
                                   {"prefect.flow_run_id": run_id, "prefect.flow_run_name": str(flow_run.name),
@@ -171,9 +169,9 @@ def _run(experiment: str, preset: str, use_micro_model: bool, dataset_suffix: st
     common = dict(experiment=experiment, infrastructure=infrastructure, runs_dir=str(loc.runs_dir), model=model,
                   datasets=datasets, reference=reference, env=env)
     upstream = None
-    if "stage1" in STAGES[experiment]:
+    if EXPERIMENTS[experiment].needs_stage1:
         upstream = steps.add("stage1", train_stage.with_options(name="stage1").submit(
-            stage="stage1", train_args=[*args, "--set", "stages=[stage1]"], upstream=None,
+            stage="stage1", train_args=[*args, "--stages", "stage1"], upstream=None,
             job_name=f"{experiment}-stage1-{tag}", **common))
     else:
         steps.add("stage1", skip("stage1", f"{experiment} has no value-head pretraining stage"))
@@ -202,7 +200,7 @@ def _model_dir(handle: Any) -> Path:
 
 
 @flow(name="wmtp-compare", result_storage=result_storage_path(), log_prints=True)
-def wmtp_compare(experiments: list[Experiment] | None = None, preset: str = "smoke", use_micro_model: bool = True,
+def wmtp_compare(experiments: list[ExperimentName] | None = None, preset: str = "smoke", use_micro_model: bool = True,
                  dataset_suffix: str | None = "small", base_checkpoint: str | None = None,
                  infrastructure: str = "local", device: str = "cpu", eval_dataset: str = "mbpp",
                  eval_limit: int | None = 4, upload_target: str | None = None, micro_plan: str = "default",
@@ -213,7 +211,7 @@ def wmtp_compare(experiments: list[Experiment] | None = None, preset: str = "smo
                       base_checkpoint=base_checkpoint, infrastructure=infrastructure, device=device,
                       eval_dataset=eval_dataset, eval_limit=eval_limit, upload_target=upload_target,
                       micro_plan=micro_plan, train_overrides=train_overrides, storage_root=storage_root)
-                 for e in (experiments or list(RECIPES))]
+                 for e in (experiments or list(EXPERIMENTS))]
     if len(summaries) > 1:
         create_table_artifact(comparison_rows(summaries), key="wmtp-comparison",
                               description="WMTP experiments side by side")

@@ -7,7 +7,7 @@ tests/fixtures/train.py. To regenerate after an intended change of the model, da
     uv run python -c "import json, sys, pathlib, torch; torch.set_num_threads(1); sys.path.insert(0, '.');
     from tests.integration.test_train_golden import run_golden;
     [print(e, json.dumps(run_golden(pathlib.Path('/tmp/golden') / e, e))) for e in
-     ('baseline', 'verifiable', 'rho1_weighted')]"
+     ('baseline', 'verifiable', 'rho1')]"
 
 and paste the printed lists into GOLDEN (explain the change in the commit message).
 """
@@ -23,7 +23,7 @@ from wmtp_core.train.run import run_training
 GOLDEN: dict[str, dict[str, list[float]]] = {
     "baseline": {"stage2": [8.987846, 8.74182, 8.637548]},
     "verifiable": {"stage1": [0.240742, 0.420644], "stage2": [8.998733, 8.728187, 8.595734]},
-    "rho1_weighted": {"stage2": [9.035041, 8.965184, 8.944415]},
+    "rho1": {"stage2": [9.035041, 8.965184, 8.944415]},
 }
 
 OVERRIDES = ["train.max_steps=3", "stage1.max_steps=2", "train.grad_accum=1", "optim.lr=0.001",
@@ -35,7 +35,7 @@ def run_golden(tmp_path: Path, experiment: str) -> dict[str, list[float]]:
 
     tmp_path.mkdir(parents=True, exist_ok=True)
     model = tiny_model_dir(tmp_path)
-    ref = tiny_model_dir(tmp_path, seed=1, name="reference") if experiment == "rho1_weighted" else None
+    ref = tiny_model_dir(tmp_path, seed=1, name="reference") if experiment == "rho1" else None
     data = write_tiny_datasets(tmp_path / "datasets")
     cfg = train_config(tmp_path, experiment, model, data, reference_dir=ref, overrides=OVERRIDES)
     result = run_training(cfg, run_name="golden")
@@ -43,7 +43,7 @@ def run_golden(tmp_path: Path, experiment: str) -> dict[str, list[float]]:
     return {stage: [round(row["loss"], 6) for row in rows] for stage, rows in history.items()}
 
 
-@pytest.mark.parametrize("experiment", ["baseline", "verifiable", "rho1_weighted"])
+@pytest.mark.parametrize("experiment", ["baseline", "verifiable", "rho1"])
 def test_first_steps_match_recorded_losses(tmp_path: Path, experiment: str) -> None:
     got = run_golden(tmp_path, experiment)
     expected = GOLDEN[experiment]
