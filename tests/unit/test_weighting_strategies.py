@@ -42,7 +42,8 @@ def test_verifiable_weights_metrics_and_value_grads(mode: str) -> None:
     head = ValueHead(32, 16)
     with torch.no_grad():
         head.net[-1].weight.normal_()
-    strategy = make_strategy("verifiable", value_head=head, verifiable=VerifiableConfig(mode=mode, seed=3))
+    strategy = make_strategy("verifiable", value_head=head,
+                             verifiable=VerifiableConfig(mode=mode, seed=3, train_critic=True))
     prep, out, metrics = _step(strategy, model, batch, "sequential")
     mask = target_mask(batch)
     assert out.weights[mask].mean().item() == pytest.approx(1.0, abs=1e-5)

@@ -45,7 +45,8 @@ class VerifiableConfig(BaseModel):
     critic: CriticConfig = Field(default_factory=CriticConfig)
     weights: WeightConfig = Field(default_factory=WeightConfig)
     mode: AblationMode = "critic"
-    train_critic: bool = True  # keep fitting the value head during Stage 2 (aux_loss)
+    # keep fitting the value head during Stage 2 (aux_loss); off as in the recipe: Stage 2 sees correct rows only
+    train_critic: bool = False
     seed: int = 0  # ablation permutations
 
 
@@ -93,6 +94,11 @@ class WeightingStrategy(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def fp32(like: Tensor) -> torch.autocast:
+    """Autocast switched off on ``like``'s device: the critic and the weight builders compute in fp32."""
+    return torch.autocast(like.device.type, enabled=False)
 
 
 def target_mask(batch: Mapping[str, Any]) -> Tensor:
@@ -150,13 +156,15 @@ class VerifiableStrategy:
     def prepare(self, batch: Mapping[str, Any], model: nn.Module, trunk: Tensor,
                 token_denom: Tensor | float | None = None) -> PreparedWeights:
         mask = target_mask(batch)
-        normed = model.normed_trunk(trunk.detach())  # (B, S, D); the value loss never reaches the trunk
         train = self.cfg.train_critic and torch.is_grad_enabled()
-        with torch.set_grad_enabled(train):
-            loss, metrics, values = critic_loss(self.value_head, normed, batch["response_mask"],
-                                                batch["is_correct"], self.cfg.critic, self._anchor(), token_denom)
-        with torch.no_grad():
-            w, wmetrics = self._weights(values.detach(), batch["is_correct"], mask, metrics)
+        with fp32(trunk):  # bf16 values would put rounding noise comparable to the TD signal into the weights
+            with torch.no_grad():  # the value loss reaches no policy parameter (trunk, embeddings, shared norm)
+                normed = model.normed_trunk(trunk.detach().float()).float()  # (B, S, D)
+            with torch.set_grad_enabled(train):
+                loss, metrics, values = critic_loss(self.value_head, normed, batch["response_mask"],
+                                                    batch["is_correct"], self.cfg.critic, self._anchor(), token_denom)
+            with torch.no_grad():
+                w, wmetrics = self._weights(values.detach().float(), batch["is_correct"], mask, metrics)
         return PreparedWeights(w, aux_loss=loss if train else None, metrics={**metrics, **wmetrics})
 
     def _weights(self, values: Tensor, is_correct: Tensor, mask: Tensor, metrics: dict[str, Tensor]
@@ -238,8 +246,9 @@ class Rho1Strategy(_Stateless):
         kl_count = torch.zeros((), device=ref_ce.device)
 
         def weight_fn(model_ce: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-            excess, mask = to_target_positions(excess_loss(model_ce, ref_ce), valid0)
-            w, stats = over_global_batch(self._weigh, excess, mask)  # top-k / softmax over every rank's tokens
+            excess, mask = to_target_positions(excess_loss(model_ce.float(), ref_ce.float()), valid0)
+            with fp32(excess):  # top-k / softmax over every rank's tokens, in fp32
+                w, stats = over_global_batch(self._weigh, excess, mask)
             return w, {**stats, "rho1_ref_ce": (ref_ce * valid0).sum() / valid0.sum().clamp_min(1)}
 
         picked = kl_sample(valid0, self.cfg.kl_rows)  # (B*S,) bool
