@@ -142,8 +142,9 @@ class VerifiableStrategy:
 
     name = "verifiable"
 
-    def __init__(self, value_head: ValueHead, cfg: VerifiableConfig) -> None:
+    def __init__(self, value_head: ValueHead, cfg: VerifiableConfig, constant_value: float | None = None) -> None:
         self.value_head, self.cfg = value_head, cfg
+        self.constant_value = constant_value  # V for mode constant_critic (the Stage 1 mean value)
         self.anchor: EmaAnchor | None = None  # copied from the head at first use (after Stage 1 weights load)
         self.generator = torch.Generator().manual_seed(cfg.seed)
 
@@ -169,6 +170,11 @@ class VerifiableStrategy:
     def _weights(self, values: Tensor, is_correct: Tensor, mask: Tensor, metrics: dict[str, Tensor]
                  ) -> tuple[Tensor, dict[str, Tensor]]:
         c = self.cfg.critic
+        if self.cfg.mode == "constant_critic":  # position-only control: V carries no token information
+            if self.constant_value is None:
+                raise ValueError("verifiable.mode 'constant_critic' needs the Stage 1 mean value (no Stage 1 "
+                                 "history: run Stage 1 first)")
+            values = torch.full_like(values, float(self.constant_value))
         rewards = terminal_rewards(is_correct, mask, c.reward_correct, c.reward_incorrect)
         delta = td_errors(values, rewards, mask, c.gamma)
         adv = gae(values, rewards, mask, c.gamma, c.lam)  # per sequence: local
@@ -186,11 +192,12 @@ class VerifiableStrategy:
         self._anchor().update(self.value_head)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state(),
+        return {"generator": self.generator.get_state(), "constant_value": self.constant_value,
                 "anchor": self.anchor.state_dict() if self.anchor is not None else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
+        self.constant_value = state.get("constant_value", self.constant_value)
         if state["anchor"] is None:
             self.anchor = None
         else:
@@ -274,14 +281,14 @@ StrategyName = Literal["baseline", "verifiable", "rho1"]
 
 def make_strategy(name: StrategyName, *, value_head: ValueHead | None = None,
                   verifiable: VerifiableConfig | None = None, ref_model: nn.Module | None = None,
-                  rho1: Rho1Config | None = None) -> WeightingStrategy:
+                  rho1: Rho1Config | None = None, constant_value: float | None = None) -> WeightingStrategy:
     """Build the strategy for an experiment; raises naming the missing piece."""
     if name == "baseline":
         return BaselineStrategy()
     if name == "verifiable":
         if value_head is None:
             raise ValueError("strategy 'verifiable' needs value_head")
-        return VerifiableStrategy(value_head, verifiable or VerifiableConfig())
+        return VerifiableStrategy(value_head, verifiable or VerifiableConfig(), constant_value)
     if name == "rho1":
         if ref_model is None:
             raise ValueError("strategy 'rho1' needs ref_model (a reference Transformer sharing the tokenizer)")
