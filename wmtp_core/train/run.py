@@ -22,7 +22,14 @@ from wmtp_core.train.device import autocast_dtype, seed_everything, select_devic
 from wmtp_core.train.loop import LoopSettings, StageLoop, StagePlan, StageResult
 from wmtp_core.train.report import probe, write_reports
 from wmtp_core.train.sampler import ResumableSampler
-from wmtp_core.train.stages import Models, build_strategy, stage1_plan, stage2_plan
+from wmtp_core.train.stages import (
+    Models,
+    WeightProfile,
+    build_strategy,
+    stage1_mean_value,
+    stage1_plan,
+    stage2_plan,
+)
 from wmtp_core.train.state import (
     Checkpoint,
     checkpoint_reference,
@@ -30,6 +37,7 @@ from wmtp_core.train.state import (
     load_state,
     parse_checkpoint,
 )
+from wmtp_core.weighting.position import profile_means, profile_metrics, profile_png
 
 RESULT_FILE = "result.json"
 
@@ -121,6 +129,8 @@ class Trainer:
         self.history: dict[str, list[dict[str, float]]] = {}
         self.last: dict[str, Checkpoint] = {}
         self.strategy: Any = None
+        self.profile: WeightProfile | None = None  # Stage 2 weight-by-distance-to-EOS sums
+        self.loop: StageLoop | None = None
 
     # --- setup --------------------------------------------------------------------------------------------
     def announce(self) -> None:
@@ -166,8 +176,9 @@ class Trainer:
         if stage == "stage1":
             plan = stage1_plan(cfg, self.models, source, total)
         else:
-            self.strategy = build_strategy(cfg, self.models)
-            plan = stage2_plan(cfg, self.models, self.strategy, source, total)
+            self.strategy = build_strategy(cfg, self.models, self.stage1_mean())
+            self.profile = WeightProfile()
+            plan = stage2_plan(cfg, self.models, self.strategy, source, total, self.profile)
         plan.on_step = lambda step: self.maybe_report(stage, step, source)
         return plan
 
@@ -183,6 +194,7 @@ class Trainer:
         plan = self.plan(stage, source)
         loop = StageLoop(plan, self.settings(stage), self.cfg.optim,
                          lambda m, step: self.logger.log_metrics({f"{stage}/{k}": v for k, v in m.items()}, step))
+        self.loop = loop
         if self.start is not None and self.start.stage == stage:
             loop.restore(self.start)
         result = loop.run()
@@ -198,6 +210,13 @@ class Trainer:
             self.last[stage] = done[-1]
             self.history[stage] = list(load_state(done[-1])["history"])
 
+    def stage1_mean(self) -> float | None:
+        """The Stage 1 mean value (constant_critic's V) from Stage 1's history (finished, or still running)."""
+        history = self.history.get("stage1")
+        if history is None and self.loop is not None and self.loop.plan.stage == "stage1":
+            history = self.loop.history
+        return stage1_mean_value(history or [])
+
     # --- reports and export -------------------------------------------------------------------------------
     def maybe_report(self, stage: str, step: int, source: BatchSource) -> None:
         if step % self.cfg.logging.histogram_every == 0:
@@ -208,14 +227,33 @@ class Trainer:
         if n == 0:
             return
         batch = source.batch_for(list(range(n)))
-        strategy = self.strategy if self.strategy is not None else build_strategy(self.cfg, self.models)
+        strategy = self.strategy
+        if strategy is None:
+            strategy = build_strategy(self.cfg, self.models, self.stage1_mean())
         result = probe(self.cfg, self.models, strategy, batch)  # every rank: the model is sharded
         if not wd.is_main():
             return
         paths = write_reports(self.reports_dir, tag, self.adapter.tokenizer, batch, result, self.cfg.experiment,
                               html=html)
+        if tag == "final" and self.profile is not None and self.profile.counts.sum() > 0:
+            paths += self.write_profile()
         for path in paths:
             self.logger.log_artifact(path, "reports")
+
+    def write_profile(self) -> list[Path]:
+        """Stage 2's weight-by-distance-to-EOS profile: metrics (logger), weight_profile.json and a plot."""
+        p = self.profile
+        means = profile_means(p.sums, p.counts)
+        near = float(p.sums[:10].sum() / p.sums.sum().clamp_min(1e-30))
+        step = len(self.history.get("stage2", []))
+        self.logger.log_metrics({**{f"stage2/{k}": v for k, v in profile_metrics(p.sums, p.counts).items()},
+                                 "stage2/weight_profile_last10_share": near}, step)
+        data = {"distance_cap": len(means) - 1, "mean_weight": means, "token_count": p.counts.tolist(),
+                "last10_share": near, "experiment": self.cfg.experiment}
+        json_path = Path(atomic_write_json(self.reports_dir / "weight_profile.json", data))
+        png = profile_png(means, self.reports_dir / "weight_profile.png",
+                          f"{self.cfg.experiment}: mean weight by distance to EOS (Stage 2)")
+        return [json_path, png]
 
     def export(self) -> tuple[Path, Path | None, str]:
         dtype = getattr(torch, self.cfg.model.export_dtype)
