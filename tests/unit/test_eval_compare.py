@@ -130,8 +130,8 @@ def test_weights_and_critic_columns_and_na() -> None:
               "localisation_auroc": {"critic": None, "constant_critic": None, "position_matched": None}}
     rows = comparison_rows([_run("baseline", [True]), _run("verifiable", [True], weights=weights, critic=critic)],
                            n_boot=100)
-    assert rows[0]["weight entropy"] == "n/a" and rows[0]["critic cls AUROC (critic/const/pos)"] == "n/a"
-    assert rows[1]["weight entropy"] == "3.500" and rows[1]["weight ESS"] == "0.800"
+    assert rows[0]["weight entropy (1=uniform)"] == "n/a" and rows[0]["critic cls AUROC (critic/const/pos)"] == "n/a"
+    assert rows[1]["weight entropy (1=uniform)"] == "3.500" and rows[1]["weight ESS/N"] == "0.800"
     assert rows[1]["last-10 weight share"] == "n/a"
     assert rows[1]["critic cls AUROC (critic/const/pos)"] == "0.750/0.500/n/a"
     assert rows[1]["critic loc AUROC (critic/const/pos)"] == "n/a/n/a/n/a"

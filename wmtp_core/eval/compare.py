@@ -33,7 +33,7 @@ N_BOOT = 10_000
 BOOT_SEED = 0
 BASELINE = "baseline"
 WEIGHT_METRICS = ("weight_entropy", "weight_ess", "weight_last10_share")
-WEIGHT_LABELS = {"weight_entropy": "weight entropy", "weight_ess": "weight ESS",
+WEIGHT_LABELS = {"weight_entropy": "weight entropy (1=uniform)", "weight_ess": "weight ESS/N",
                  "weight_last10_share": "last-10 weight share"}
 CRITIC_CONTROLS = ("critic", "constant_critic", "position_matched")
 CRITIC_SECTIONS = {"classification_auroc": "critic cls AUROC", "localisation_auroc": "critic loc AUROC"}
