@@ -78,6 +78,7 @@ class TrainConfig(Strict):
     loss_impl: Literal["naive", "sequential"] = "sequential"
     chunk_size: int = Field(1024, ge=1)  # tokens per output-projection chunk in the sequential loss
     head_coefs: list[float] | None = None  # per-head loss coefficients; None -> all 1.0
+    head_reduction: Literal["sum", "mean"] = "sum"  # over the MTP heads: sum (the MTP paper) or mean (sum / F)
     checkpoint_every: int = Field(100, ge=1)  # optimizer steps
     keep_checkpoints: int = Field(2, ge=1)  # newest checkpoints kept per stage
     log_every: int = Field(1, ge=1)

@@ -121,7 +121,7 @@ def stage2_plan(cfg: ResolvedConfig, models: Models, strategy: WeightingStrategy
         prep = strategy.prepare(batch, model, trunk, denoms["tokens"])
         out = weighted_mtp_loss(model, trunk, batch["labels"][..., :n_heads], prep.weights, denoms["labels"],
                                 cfg.train.head_coefs, impl=cfg.train.loss_impl, chunk_size=cfg.train.chunk_size,
-                                logits_hook=prep.logits_hook)
+                                logits_hook=prep.logits_hook, head_reduction=cfg.train.head_reduction)
         out.backward()
         total = out.loss.detach()
         if prep.aux_loss is not None:
@@ -136,7 +136,7 @@ def stage2_plan(cfg: ResolvedConfig, models: Models, strategy: WeightingStrategy
 
     return StagePlan(stage="stage2", total_steps=total_steps, param_groups=groups, modules=modules,
                      sampler=source.sampler, next_batch=source.next_batch,
-                     count_fn=lambda b: {"labels": count_valid_labels(b["labels"][..., :n_heads]),
+                     count_fn=lambda b: {"labels": count_valid_labels(b["labels"][..., 0]),  # positions
                                          "tokens": count_target_tokens(b)},
                      micro_step=micro_step,
                      extra_state={"strategy": strategy, **({"weight_profile": profile} if profile else {})},
