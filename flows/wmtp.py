@@ -34,6 +34,7 @@ from tasks.training import train_stage
 from tasks.upload import upload_artifacts
 from wmtp_core import paths
 from wmtp_core.data.api import DEFAULT_SOURCES
+from wmtp_core.eval.compare import run_seeds
 from wmtp_core.tracking.mlflow_backend import resolve_tracking_uri
 
 Experiment = Literal["baseline", "verifiable", "rho1"]
@@ -119,33 +120,38 @@ def wmtp(experiment: Experiment = "verifiable", preset: str = "smoke", use_micro
          dataset_suffix: str | None = "small", base_checkpoint: str | None = None, infrastructure: str = "local",
          device: str = "cpu", eval_dataset: str = "mbpp", eval_limit: int | None = 4, eval_n: int = 1,
          eval_max_new_tokens: int = 64, upload_target: str | None = None, micro_plan: str = "default",
-         train_overrides: list[str] | None = None, storage_root: str | None = None) -> ExperimentSummary:
-    """Run one experiment: data, base/micro model, the experiment's stages, eval, upload."""
+         train_overrides: list[str] | None = None, storage_root: str | None = None,
+         seed: int | None = None) -> ExperimentSummary:
+    """Run one experiment: data, base/micro model, the experiment's stages, eval, upload. `seed` overrides the
+    training seed (`run.seed`) and the eval sampling seed; None keeps the config's (and eval seed 0)."""
     if experiment not in RECIPES:
         raise ValueError(f"experiment: expected one of {sorted(RECIPES)}, got {experiment!r}")
     loc, steps, run_id = Locations.under(storage_root), Steps(), str(flow_run.id)
-    parent = _mlflow.start_parent("wmtp", f"{experiment}-{flow_run.name}",
+    label = experiment if seed is None else f"{experiment}-s{seed}"
+    parent = _mlflow.start_parent("wmtp", f"{label}-{flow_run.name}",
                                   {"prefect.flow_run_id": run_id, "prefect.flow_run_name": str(flow_run.name),
                                    "wmtp.experiment": experiment, "wmtp.preset": preset,
-                                   "wmtp.infrastructure": infrastructure})
+                                   "wmtp.infrastructure": infrastructure, "wmtp.seed": str(seed)})
+    overrides = [*(train_overrides or []), *([f"run.seed={seed}"] if seed is not None else [])]
     try:
         summary = _run(experiment, preset, use_micro_model, dataset_suffix, base_checkpoint, infrastructure, device,
                        eval_dataset, eval_limit, eval_n, eval_max_new_tokens, upload_target, micro_plan,
-                       list(train_overrides or []), loc, steps, parent)
+                       overrides, loc, steps, parent, seed)
     except BaseException:
         _mlflow.finish(parent, "FAILED")
         raise
     _mlflow.log_metrics(parent, {**summary.final_metrics, **{f"eval/{k}": v for k, v in summary.pass_at_k.items()}})
     _mlflow.finish(parent)
     create_markdown_artifact(summary_markdown(summary, _mlflow.run_url(parent), resolve_tracking_uri(None)),
-                             key=f"wmtp-{experiment}", description=f"WMTP {experiment} summary")
+                             key=f"wmtp-{label}", description=f"WMTP {label} summary")
     return summary
 
 
 def _run(experiment: str, preset: str, use_micro_model: bool, dataset_suffix: str | None,
          base_checkpoint: str | None, infrastructure: str, device: str, eval_dataset: str, eval_limit: int | None,
          eval_n: int, eval_max_new_tokens: int, upload_target: str | None, micro_plan: str,
-         train_overrides: list[str], loc: Locations, steps: Steps, parent: str) -> ExperimentSummary:
+         train_overrides: list[str], loc: Locations, steps: Steps, parent: str,
+         seed: int | None = None) -> ExperimentSummary:
     env = {_mlflow.PARENT_ENV: parent, "MLFLOW_TRACKING_URI": resolve_tracking_uri(None)}
     sources = list(DEFAULT_SOURCES)
     datasets = steps.add("prepare-validate-datasets", prepare_and_validate.submit(
@@ -167,7 +173,7 @@ def _run(experiment: str, preset: str, use_micro_model: bool, dataset_suffix: st
         if reference is not None:
             local_paths["reference_model_dir"] = _model_dir(reference)
     args = train_args(experiment, preset, use_micro_model, dataset_suffix, device, local_paths, train_overrides)
-    tag = str(flow_run.name or flow_run.id)[:40]
+    tag = str(flow_run.name or flow_run.id)[:40] + ("" if seed is None else f"-s{seed}")
     common = dict(experiment=experiment, infrastructure=infrastructure, runs_dir=str(loc.runs_dir), model=model,
                   datasets=datasets, reference=reference, env=env)
     upstream = None
@@ -184,8 +190,9 @@ def _run(experiment: str, preset: str, use_micro_model: bool, dataset_suffix: st
     evaluation = None
     if trained.model_dir is not None and trained.model_dir.is_dir():
         out_dir = loc.eval_dir / f"{experiment}-{eval_dataset}-{(trained.weights_sha256 or 'unknown')[:12]}"
+        out_dir = out_dir if seed is None else out_dir.with_name(f"{out_dir.name}-s{seed}")
         evaluation = steps.add("evaluate", evaluate.submit(
-            stage2, eval_dataset, eval_n, [1], eval_limit, str(out_dir), eval_max_new_tokens, 0.2, 0, device,
+            stage2, eval_dataset, eval_n, [1], eval_limit, str(out_dir), eval_max_new_tokens, 0.2, seed or 0, device,
             parent_run_id=parent)).result()
     else:
         steps.add("evaluate", skip("evaluate", f"trained model {trained.model_dir} is not on this machine"))
@@ -193,8 +200,10 @@ def _run(experiment: str, preset: str, use_micro_model: bool, dataset_suffix: st
         steps.add("upload-artifacts", upload_artifacts.submit(stage2, evaluation, upload_target, parent)).result()
     else:
         steps.add("upload-artifacts", skip("upload-artifacts", "no upload_target given"))
+    run_dirs = [*([upstream.result().output_dir] if upstream is not None else []), trained.output_dir]
     return ExperimentSummary(experiment, str(flow_run.id), parent, steps.records(), trained.final_metrics,
-                             evaluation.pass_at_k if evaluation else {}, trained.model_dir, upload_target)
+                             evaluation.pass_at_k if evaluation else {}, trained.model_dir, upload_target, seed,
+                             evaluation.results_path if evaluation else None, run_dirs)
 
 
 def _model_dir(handle: Any) -> Path:
@@ -206,17 +215,18 @@ def wmtp_compare(experiments: list[Experiment] | None = None, preset: str = "smo
                  dataset_suffix: str | None = "small", base_checkpoint: str | None = None,
                  infrastructure: str = "local", device: str = "cpu", eval_dataset: str = "mbpp",
                  eval_limit: int | None = 4, upload_target: str | None = None, micro_plan: str = "default",
-                 train_overrides: list[str] | None = None,
-                 storage_root: str | None = None) -> list[ExperimentSummary]:
-    """Run several experiments one after another (each a `wmtp` subflow) and publish a comparison table."""
+                 train_overrides: list[str] | None = None, storage_root: str | None = None,
+                 seeds: int = 1) -> list[ExperimentSummary]:
+    """Run several experiments one after another (each a `wmtp` subflow), each under `seeds` training seeds,
+    and publish a comparison table (pass@k with bootstrap CIs, paired differences to Baseline, verdicts)."""
     summaries = [wmtp(experiment=e, preset=preset, use_micro_model=use_micro_model, dataset_suffix=dataset_suffix,
                       base_checkpoint=base_checkpoint, infrastructure=infrastructure, device=device,
                       eval_dataset=eval_dataset, eval_limit=eval_limit, upload_target=upload_target,
-                      micro_plan=micro_plan, train_overrides=train_overrides, storage_root=storage_root)
-                 for e in (experiments or list(RECIPES))]
-    if len(summaries) > 1:
-        create_table_artifact(comparison_rows(summaries), key="wmtp-comparison",
-                              description="WMTP experiments side by side")
+                      micro_plan=micro_plan, train_overrides=train_overrides, storage_root=storage_root, seed=s)
+                 for e in (experiments or list(RECIPES)) for s in run_seeds(seeds)]
+    create_table_artifact(comparison_rows(summaries), key="wmtp-comparison",
+                          description="WMTP experiments side by side: pass@k [bootstrap 95% CI], paired "
+                                      "difference to baseline, weight statistics, critic report")
     return summaries
 
 

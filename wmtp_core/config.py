@@ -77,10 +77,15 @@ class TrainConfig(Strict):
     loss_impl: Literal["naive", "sequential"] = "sequential"
     chunk_size: int = Field(1024, ge=1)  # tokens per output-projection chunk in the sequential loss
     head_coefs: list[float] | None = None  # per-head loss coefficients; None -> all 1.0
+    head_reduction: Literal["sum", "mean"] = "sum"  # over the MTP heads: sum (the MTP paper) or mean (sum / F)
     checkpoint_every: int = Field(100, ge=1)  # optimizer steps
     keep_checkpoints: int = Field(2, ge=1)  # newest checkpoints kept per stage
     log_every: int = Field(1, ge=1)
     progress_bar: bool = True
+    # Before each checkpoint: the trainable parameters' L2 norm must stay within this factor of its value at the
+    # start of the stage (sane fine-tuning moves it by a few percent; a diverged update by orders of magnitude);
+    # None checks finiteness only
+    max_param_norm_ratio: float | None = Field(100.0, gt=1)
     # CPU only: fixed glibc mmap threshold (MiB) so freed activations return to the OS — lower peak RSS, slower
     # steps (wmtp_core/train/allocator.py); None keeps glibc's default
     cpu_mmap_threshold_mb: float | None = Field(None, gt=0)

@@ -37,7 +37,7 @@ from wmtp_core.distributed import (
     is_main,
     reshard,
 )
-from wmtp_core.io import atomic_write_bytes, atomic_write_json, read_json, sha256_file
+from wmtp_core.io import atomic_write_bytes, atomic_write_json, fsync_path, fsync_tree, read_json, sha256_file
 
 DCP_DIR = "dcp"
 STATE_FILE = "state.pt"
@@ -152,6 +152,7 @@ def _read_state(target: Path, manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def _install(partial: Path, target: Path) -> None:
+    fsync_tree(partial)  # every rank's shards and rank 0's files durable before the rename publishes them
     if target.exists():
         old = target.with_name(f".{target.name}.old")
         _remove(old)
@@ -160,6 +161,7 @@ def _install(partial: Path, target: Path) -> None:
         _remove(old)
     else:
         os.replace(partial, target)
+    fsync_path(target.parent)
 
 
 def _remove(path: Path) -> None:

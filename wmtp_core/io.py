@@ -1,7 +1,9 @@
 """Atomic file writes, JSON reading and SHA256 hashing shared by every package.
 
 Every output is written to a temporary sibling first and moved into place with `os.replace`, so a reader
-never sees a half-written file and an interrupted write leaves the old file (or nothing) behind.
+never sees a half-written file and an interrupted write leaves the old file (or nothing) behind. Before the
+rename every file (and, for a directory, every directory) of the new output is fsynced, and after it the parent
+directory, so a power loss cannot leave a renamed-in-place output whose contents never reached the disk.
 """
 
 from __future__ import annotations
@@ -103,11 +105,31 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         _remove(tmp)
 
 
+def fsync_path(path: str | Path) -> None:
+    """fsync one file or directory (a directory's fsync makes the names in it durable)."""
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if Path(path).is_dir() else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(path: str | Path) -> None:
+    """fsync every file and directory under `path` (files first, each directory after its contents)."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        for child in sorted(path.iterdir()):
+            fsync_tree(child)
+    if path.is_file() or (path.is_dir() and not path.is_symlink()):
+        fsync_path(path)
+
+
 def _install(tmp: Path, path: Path) -> None:
     if not tmp.exists():
         raise FileNotFoundError(f"{path}: nothing was written to the temporary path {tmp}")
     if tmp.is_dir():
         default_mode(tmp)  # mkdtemp-style private permissions are not wanted on the installed directory
+    fsync_tree(tmp)  # contents durable before the rename makes them visible under the final name
     if tmp.is_dir() and path.exists():
         old = path.with_name(f".{path.name}.old-{os.getpid()}")
         os.replace(path, old)
@@ -115,6 +137,7 @@ def _install(tmp: Path, path: Path) -> None:
         _remove(old)
     else:
         os.replace(tmp, path)
+    fsync_path(path.parent)  # the rename itself
 
 
 def _remove(path: Path) -> None:
@@ -128,8 +151,6 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     with atomic_output(path) as tmp:
         with open(tmp, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
     return Path(path)
 
 

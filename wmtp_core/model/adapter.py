@@ -98,10 +98,11 @@ class MetaLlamaMTPAdapter:
     @classmethod
     def from_pretrained(cls, model_dir: str | Path, device: torch.device | str | None = None,
                         dtype: torch.dtype | None = None, verify: bool = True) -> MetaLlamaMTPAdapter:
-        """Load a model dir. verify: fast integrity check (size + cached SHA256). dtype None -> float32."""
+        """Load a model dir. verify: every file re-hashed against metadata.json (full: an unchanged size + mtime
+        does not rule out bit rot, so the fast cache is not trusted for loading). dtype None -> float32."""
         layout = ModelLayout(Path(model_dir))
         if verify:
-            verify_model_dir(layout.root, full=False)
+            verify_model_dir(layout.root, full=True)
         metadata = layout.read_metadata()
         args, extra = read_params(layout)
         read_adapter_yaml(layout.adapter_yaml).check_against(args, str(layout.configs_dir))

@@ -87,6 +87,7 @@ def _run(args: argparse.Namespace) -> int:
         return _check_references(args)
     if args.model is None:
         raise SystemExit("wmtp eval: --model is required (or use --check-references)")
+    from wmtp_core.artifacts.errors import ArtifactError
     from wmtp_core.eval.harness import evaluate
 
     if args.threads is not None:
@@ -95,9 +96,13 @@ def _run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     temperature = args.temperature if args.temperature is not None else (0.0 if args.n == 1 else 0.8)
     out = args.out or paths.RUNS_ROOT / "eval" / f"{args.model.name}-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    result = evaluate(args.model, args.dataset, args.n, args.k, args.limit, out, temperature=temperature,
-                      max_new_tokens=args.max_new_tokens, seed=args.seed, device=args.device,
-                      speculative=args.speculative, top_p=args.top_p, workers=args.workers,
-                      batch_size=args.batch_size)
+    try:
+        result = evaluate(args.model, args.dataset, args.n, args.k, args.limit, out, temperature=temperature,
+                          max_new_tokens=args.max_new_tokens, seed=args.seed, device=args.device,
+                          speculative=args.speculative, top_p=args.top_p, workers=args.workers,
+                          batch_size=args.batch_size)
+    except (ArtifactError, FileNotFoundError) as exc:  # a corrupted, incomplete or missing model dir
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps(result.to_dict(), indent=2))
     return 0

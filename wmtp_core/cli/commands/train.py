@@ -16,7 +16,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--use-micro-model", action="store_true", help="train the micro model (wmtp build-micro)")
     p.add_argument("--dataset-suffix", default=None, help="dataset file suffix, e.g. 'small' -> train_small.jsonl")
     p.add_argument("--run-name", default=None, help="output dir name under run.output_root and MLflow run name")
-    p.add_argument("--resume", default=None, metavar="PATH|auto", help="checkpoint dir, or auto = newest")
+    p.add_argument("--resume", default=None, metavar="PATH|auto",
+                   help="checkpoint dir, or auto = newest intact one (every file is checked against its SHA256)")
+    p.add_argument("--allow-config-change", action="store_true",
+                   help="resume even though training-relevant config keys differ from the checkpoint's")
     p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda", "mps"], help="override run.device")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field (dotted key; YAML value); repeatable")
@@ -44,6 +47,7 @@ def main(args: argparse.Namespace) -> int:
     from wmtp_core.data.errors import DatasetError
     from wmtp_core.train.loop import NonFiniteError
     from wmtp_core.train.run import RunSetupError, run_training
+    from wmtp_core.train.state import CheckpointError, CheckpointWriteError
 
     try:
         cfg = load_config(args.config, args.recipe, args.preset, cli_overrides(args))
@@ -51,8 +55,10 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        result = run_training(cfg, run_name=args.run_name, resume=args.resume)
-    except (NonFiniteError, RunSetupError, FileNotFoundError, ArtifactError, DatasetError) as exc:
+        result = run_training(cfg, run_name=args.run_name, resume=args.resume,
+                              allow_config_change=args.allow_config_change)
+    except (NonFiniteError, RunSetupError, FileNotFoundError, ArtifactError, DatasetError, CheckpointError,
+            CheckpointWriteError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(result.result_path)
