@@ -142,10 +142,11 @@ class Trainer:
         if self.start is not None:
             print(f"  resuming from: {self.start.path}", file=sys.stderr)
         if self.logger.run_id:
+            from wmtp_core.secrets import redact
             from wmtp_core.tracking.mlflow_backend import resolve_tracking_uri
 
             uri = resolve_tracking_uri(self.cfg.logging.tracking_uri)
-            print(f"  mlflow run: {self.logger.run_id} at {uri}", file=sys.stderr)
+            print(f"  mlflow run: {self.logger.run_id} at {redact(uri)}", file=sys.stderr)
 
     def log_setup(self) -> None:
         if not wd.is_main():
