@@ -17,7 +17,7 @@ from wmtp_core.io import atomic_write_json, sha256_file
 from wmtp_core.tracking.logger import MultiLogger, make_logger
 from wmtp_core.tracking.provenance import model_weights_sha256, provenance_tags
 from wmtp_core.train.allocator import set_mmap_threshold
-from wmtp_core.train.data import BatchSource, load_rows, steps_for
+from wmtp_core.train.data import BatchSource, check_prompt_budget, load_rows, steps_for
 from wmtp_core.train.device import autocast_dtype, seed_everything, select_device
 from wmtp_core.train.errors import RunSetupError
 from wmtp_core.train.lock import RunLock
@@ -125,6 +125,7 @@ class Trainer:
         if self.device.type == "cpu" and cfg.train.cpu_mmap_threshold_mb is not None:
             set_mmap_threshold(cfg.train.cpu_mmap_threshold_mb)
         self.models, self.adapter = load_models(cfg, self.device)
+        check_prompt_budget(cfg, self.adapter.tokenizer)  # a too-small data.max_len fails here, not mid-run
         wd.shard_model(self.models.policy, self.device, mixed_precision=self.amp == torch.bfloat16)  # FSDP2
         self.logger: MultiLogger = make_logger(cfg, self.name) if wd.is_main() else MultiLogger([])
         self.history: dict[str, list[dict[str, float]]] = {}
