@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-EXPERIMENTS = ("baseline", "verifiable", "rho1")
 REUSABLE = ("convert-checkpoint", "prepare-validate-datasets", "build-micro")
 # The local smoke run trains on the shipped small MBPP set, whose examples all fit in 640 tokens; the CodeContests
 # rows run to ~2050 tokens (p50 ~880) and make a CPU step minutes long. For the full mix pass
@@ -25,6 +24,8 @@ DEFAULT_OVERRIDES = ["data.sources=[mbpp]", "data.max_len=640"]
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="flows/local.py", description=__doc__.split("\n\n")[0])
+    from wmtp_core.experiments import EXPERIMENTS
+
     p.add_argument("--experiment", choices=(*EXPERIMENTS, "all"), default="all")
     p.add_argument("--preset", default="smoke", help="configs/presets/<name>.yaml (default: smoke)")
     p.add_argument("--base-checkpoint", default=None,
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     from flows.report import comparison_rows, console_table, run_rows, steps_table
     from flows.wmtp import wmtp_compare
     from wmtp_core import paths
+    from wmtp_core.experiments import EXPERIMENTS
     from wmtp_core.tracking.mlflow_backend import resolve_tracking_uri
 
     experiments = list(EXPERIMENTS) if args.experiment == "all" else [args.experiment]

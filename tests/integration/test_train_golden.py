@@ -1,7 +1,7 @@
 """Golden losses: each experiment's first optimizer step against an independent computation, plus regression values.
 
 `test_first_step_loss_matches_independent_computation` is the check of correctness: the first step's loss of each
-experiment (baseline, verifiable, rho1_weighted; and Stage 1's first value loss) is recomputed outside the training
+experiment (baseline, verifiable, rho1; and Stage 1's first value loss) is recomputed outside the training
 loop — a plain loop over the model's full logits (``model(input_ids)``), the collator's labels of the first sampled
 micro-batch, and the strategy's weights re-derived by the plain-Python references of
 tests/fixtures/weights_reference.py (GAE + per-sequence weights for the critic, top-k of the excess loss for Rho-1).
@@ -13,7 +13,7 @@ change of the first three steps. Regenerate after an intended change of the mode
     uv run python -c "import json, sys, pathlib, torch; torch.set_num_threads(1); sys.path.insert(0, '.');
     from tests.integration.test_train_golden import run_golden;
     [print(e, json.dumps(run_golden(pathlib.Path('/tmp/golden') / e, e)[0])) for e in
-     ('baseline', 'verifiable', 'rho1_weighted')]"
+     ('baseline', 'verifiable', 'rho1')]"
 
 and paste the printed lists into REGRESSION (explain the change in the commit message).
 """
@@ -37,7 +37,7 @@ from wmtp_core.train.run import TrainResult, run_training
 REGRESSION: dict[str, dict[str, list[float]]] = {
     "baseline": {"stage2": [35.951385, 34.967278, 34.550194]},
     "verifiable": {"stage1": [0.240742, 0.420644], "stage2": [35.995384, 34.879189, 34.441673]},
-    "rho1_weighted": {"stage2": [36.140163, 35.860737, 35.77766]},
+    "rho1": {"stage2": [36.140163, 35.860737, 35.77766]},
 }
 
 OVERRIDES = ["train.max_steps=3", "stage1.max_steps=2", "train.grad_accum=1", "optim.lr=0.001",
@@ -47,7 +47,7 @@ OVERRIDES = ["train.max_steps=3", "stage1.max_steps=2", "train.grad_accum=1", "o
 def run_golden(tmp_path: Path, experiment: str) -> tuple[dict[str, list[float]], ResolvedConfig, TrainResult]:
     tmp_path.mkdir(parents=True, exist_ok=True)
     model = tiny_model_dir(tmp_path)
-    ref = tiny_model_dir(tmp_path, seed=1, name="reference") if experiment == "rho1_weighted" else None
+    ref = tiny_model_dir(tmp_path, seed=1, name="reference") if experiment == "rho1" else None
     data = write_tiny_datasets(tmp_path / "datasets")
     cfg = train_config(tmp_path, experiment, model, data, reference_dir=ref, overrides=OVERRIDES)
     result = run_training(cfg, run_name="golden")
@@ -55,7 +55,7 @@ def run_golden(tmp_path: Path, experiment: str) -> tuple[dict[str, list[float]],
     return {stage: [round(row["loss"], 6) for row in rows] for stage, rows in history.items()}, cfg, result
 
 
-@pytest.fixture(scope="module", params=["baseline", "verifiable", "rho1_weighted"])
+@pytest.fixture(scope="module", params=["baseline", "verifiable", "rho1"])
 def golden(request, tmp_path_factory) -> tuple[str, dict[str, list[float]], ResolvedConfig, TrainResult]:
     experiment = request.param
     return (experiment, *run_golden(tmp_path_factory.mktemp(experiment), experiment))

@@ -43,3 +43,11 @@ def test_cli_prints_one_line_without_traceback(unreachable_uri: str, monkeypatch
     assert code == 1 and captured.err.startswith("error: MLflow tracking at http://***@127.0.0.1:")
     assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
     assert PASSWORD not in captured.out + captured.err
+
+
+def test_flow_lineage_calls_fail_the_same_way(unreachable_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from wmtp_core.tracking.mlflow_backend import start_parent
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", unreachable_uri)
+    with pytest.raises(TrackingError, match=r"^MLflow tracking at http://\*\*\*@127\.0\.0\.1:\d+: starting the parent"):
+        start_parent("exp", "flow-run", {})

@@ -23,8 +23,6 @@ from wmtp_core.weighting.critic import critic_loss
 from wmtp_core.weighting.position import PROFILE_CAP, profile_sums, weight_summary
 from wmtp_core.weighting.strategies import WeightingStrategy, count_target_tokens, make_strategy, target_mask
 
-STRATEGY_NAMES = {"baseline": "baseline", "verifiable": "verifiable", "rho1_weighted": "rho1"}
-
 
 @dataclass
 class Models:
@@ -41,7 +39,7 @@ def trunk_parameters(model: Transformer) -> list[nn.Parameter]:
 
 
 def build_strategy(cfg: ResolvedConfig, models: Models, constant_value: float | None = None) -> WeightingStrategy:
-    return make_strategy(STRATEGY_NAMES[cfg.experiment], value_head=models.value_head, verifiable=cfg.verifiable,
+    return make_strategy(cfg.experiment, value_head=models.value_head, verifiable=cfg.verifiable,
                          ref_model=models.reference, rho1=cfg.rho1, constant_value=constant_value)
 
 
