@@ -73,7 +73,8 @@ def check_config(ckpt: Checkpoint, manifest: dict[str, Any], current: dict[str, 
             return False
         raise RunSetupError(f"{ckpt.path}/checkpoint.json: field config: not recorded, so the config cannot be "
                             "compared; pass --allow-config-change to resume anyway")
-    diffs = config_differences(saved, current)
+    # keys excluded now are ignored on both sides (a checkpoint written before a key was excluded still matches)
+    diffs = config_differences({k: v for k, v in saved.items() if not _excluded(k)}, current)
     if not diffs:
         return True
     listed = "; ".join(diffs)
