@@ -69,8 +69,10 @@ def cache_report(summaries: list) -> list[str]:
 
 
 def ui_help(tracking_uri: str) -> str:
+    from wmtp_core.secrets import redact
+
     home = os.environ.get("PREFECT_HOME", "~/.prefect")
-    store = tracking_uri if not tracking_uri.startswith("sqlite") else f"'{tracking_uri}'"
+    store = redact(tracking_uri) if not tracking_uri.startswith("sqlite") else f"'{tracking_uri}'"
     return "\n".join([
         "Prefect UI (the flow runs above are in the local Prefect database under " + home + "):",
         "  uv run prefect server start        # then open http://127.0.0.1:4200",

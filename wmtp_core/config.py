@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from wmtp_core import paths
 from wmtp_core.experiments import EXPERIMENTS, ExperimentName, StageName, check_stages
@@ -53,8 +53,20 @@ class DataConfig(Strict):
     sources: list[str] = Field(default_factory=lambda: ["codecontests", "mbpp"], min_length=1)
     split: str = "train"
     suffix: str | None = None  # "small" -> train_small.jsonl
-    max_len: int = Field(2048, gt=8)
+    max_len: int = Field(2048, gt=8)  # must exceed every training prompt (checked before step 1: train/data.py)
     shuffle: bool = True
+
+    @field_validator("sources")
+    @classmethod
+    def _known_sources(cls, sources: list[str]) -> list[str]:
+        from wmtp_core.data.schema import SOURCES
+
+        unknown = [s for s in sources if s not in SOURCES]
+        if unknown:
+            raise ValueError(f"unknown source(s) {unknown}; expected some of {list(SOURCES)}")
+        if len(set(sources)) != len(sources):
+            raise ValueError(f"listed twice: {sorted({s for s in sources if sources.count(s) > 1})}")
+        return sources
 
 
 class OptimConfig(Strict):

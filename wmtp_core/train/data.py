@@ -24,6 +24,23 @@ def load_rows(cfg: ResolvedConfig, include_incorrect: bool) -> Any:
     return rows
 
 
+def check_prompt_budget(cfg: ResolvedConfig, tokenizer: Any) -> None:
+    """Before step 1: every training prompt (BOS included) must leave `data.max_len` room for a response token;
+    else a DatasetError naming the field, the longest prompt and the length needed (not a failure mid-run)."""
+    from wmtp_core.data.errors import DatasetError
+
+    rows = load_rows(cfg, include_incorrect="stage1" in cfg.stages)
+    longest, task = 0, ""
+    for prompt, meta in zip(rows["prompt"], rows["metadata"], strict=True):
+        n = len(tokenizer.encode(prompt, bos=True))
+        if n > longest:
+            longest, task = n, meta["task_id"]
+    if longest >= cfg.data.max_len:
+        raise DatasetError(f"data.max_len: {cfg.data.max_len} is below the prompt budget of the training rows: the "
+                           f"prompt of {task} has {longest} tokens (+1 response token needed); set data.max_len >= "
+                           f"{longest + 1} or drop the sources with long prompts")
+
+
 def steps_for(n_rows: int, epochs: float, batch_size: int, grad_accum: int, max_steps: int | None,
               world_size: int = 1) -> int:
     """Optimizer steps covering `epochs` passes over `n_rows` (at least 1), capped by `max_steps`."""

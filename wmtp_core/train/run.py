@@ -18,7 +18,7 @@ from wmtp_core.io import atomic_write_json, sha256_file
 from wmtp_core.tracking.logger import MultiLogger, make_logger
 from wmtp_core.tracking.provenance import model_weights_sha256, provenance_tags
 from wmtp_core.train.allocator import set_mmap_threshold
-from wmtp_core.train.data import BatchSource, load_rows, steps_for
+from wmtp_core.train.data import BatchSource, check_prompt_budget, load_rows, steps_for
 from wmtp_core.train.device import autocast_dtype, seed_everything, select_device
 from wmtp_core.train.errors import RunSetupError
 from wmtp_core.train.lock import RunLock
@@ -130,6 +130,7 @@ class Trainer:
         if self.device.type == "cpu" and cfg.train.cpu_mmap_threshold_mb is not None:
             set_mmap_threshold(cfg.train.cpu_mmap_threshold_mb)
         self.models, self.adapter = load_models(cfg, self.device)
+        check_prompt_budget(cfg, self.adapter.tokenizer)  # a too-small data.max_len fails here, not mid-run
         wd.shard_model(self.models.policy, self.device, mixed_precision=self.amp == torch.bfloat16)  # FSDP2
         self.logger: MultiLogger = make_logger(cfg, self.name) if wd.is_main() else MultiLogger([])
         self.history: dict[str, list[dict[str, float]]] = {}
@@ -147,10 +148,11 @@ class Trainer:
         if self.start is not None:
             print(f"  resuming from: {self.start.path}", file=sys.stderr)
         if self.logger.run_id:
+            from wmtp_core.secrets import redact
             from wmtp_core.tracking.mlflow_backend import resolve_tracking_uri
 
             uri = resolve_tracking_uri(self.cfg.logging.tracking_uri)
-            print(f"  mlflow run: {self.logger.run_id} at {uri}", file=sys.stderr)
+            print(f"  mlflow run: {self.logger.run_id} at {redact(uri)}", file=sys.stderr)
 
     def log_setup(self) -> None:
         if not wd.is_main():
