@@ -95,11 +95,21 @@ def load_models(cfg: ResolvedConfig, device: torch.device) -> tuple[Models, Any]
         models.value_head = ValueHead(adapter.args.dim, cfg.stage1.value_hidden).to(device)
     if spec.needs_reference:
         ref = MetaLlamaMTPAdapter.from_pretrained(ref_dir, device=device)
-        if ref.args.vocab_size != adapter.args.vocab_size:
-            raise RunSetupError(f"{ref.model_dir}: reference vocab {ref.args.vocab_size} != policy vocab "
-                                f"{adapter.args.vocab_size}; the Rho-1 reference must share the tokenizer")
+        check_reference_tokenizer(adapter.tokenizer, ref.tokenizer)
         models.reference = ref.model
     return models, adapter
+
+
+def check_reference_tokenizer(policy: Any, reference: Any) -> None:
+    """The Rho-1 excess loss compares CEs of the same token ids: the reference must use the policy's tokenizer
+    (same pieces at the same ids, not only the same vocabulary size); the error names both tokenizer files."""
+    from wmtp_core.artifacts.checks import check_same_vocabulary
+    from wmtp_core.artifacts.errors import TokenizerMismatch
+
+    try:
+        check_same_vocabulary(policy, reference)
+    except TokenizerMismatch as exc:
+        raise RunSetupError(f"Rho-1 reference tokenizer is not the policy's: {exc}") from exc
 
 
 class Trainer:
