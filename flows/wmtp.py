@@ -121,7 +121,8 @@ def wmtp(experiment: ExperimentName = "verifiable", preset: str = "smoke", use_m
          eval_max_new_tokens: int = 64, upload_target: str | None = None, micro_plan: str = "default",
          train_overrides: list[str] | None = None, storage_root: str | None = None,
          seed: int | None = None) -> ExperimentSummary:
-    """Run one experiment: data, base/micro model, the experiment's stages, eval, upload. `seed` overrides the
+    """Run one experiment: data, base/micro model, the experiment's stages, eval, upload (`upload_target`: a
+    directory, volume://…, "local-volume" for <storage>/runs/_volume, or None for no upload). `seed` overrides the
     training seed (`run.seed`) and the eval sampling seed; None keeps the config's (and eval seed 0)."""
     spec(experiment)  # a ValueError naming the known experiments
     loc, steps, run_id = Locations.under(storage_root), Steps(), str(flow_run.id)
@@ -194,6 +195,7 @@ def _run(experiment: str, preset: str, use_micro_model: bool, dataset_suffix: st
             parent_run_id=parent)).result()
     else:
         steps.add("evaluate", skip("evaluate", f"trained model {trained.model_dir} is not on this machine"))
+    upload_target = loc.upload_destination(upload_target)
     if upload_target:
         steps.add("upload-artifacts", upload_artifacts.submit(stage2, evaluation, upload_target, parent)).result()
     else:

@@ -95,11 +95,21 @@ def load_models(cfg: ResolvedConfig, device: torch.device) -> tuple[Models, Any]
         models.value_head = ValueHead(adapter.args.dim, cfg.stage1.value_hidden).to(device)
     if spec.needs_reference:
         ref = MetaLlamaMTPAdapter.from_pretrained(ref_dir, device=device)
-        if ref.args.vocab_size != adapter.args.vocab_size:
-            raise RunSetupError(f"{ref.model_dir}: reference vocab {ref.args.vocab_size} != policy vocab "
-                                f"{adapter.args.vocab_size}; the Rho-1 reference must share the tokenizer")
+        check_reference_tokenizer(adapter.tokenizer, ref.tokenizer)
         models.reference = ref.model
     return models, adapter
+
+
+def check_reference_tokenizer(policy: Any, reference: Any) -> None:
+    """The Rho-1 excess loss compares CEs of the same token ids: the reference must use the policy's tokenizer
+    (same pieces at the same ids, not only the same vocabulary size); the error names both tokenizer files."""
+    from wmtp_core.artifacts.checks import check_same_vocabulary
+    from wmtp_core.artifacts.errors import TokenizerMismatch
+
+    try:
+        check_same_vocabulary(policy, reference)
+    except TokenizerMismatch as exc:
+        raise RunSetupError(f"Rho-1 reference tokenizer is not the policy's: {exc}") from exc
 
 
 class Trainer:
@@ -148,10 +158,11 @@ class Trainer:
         if self.start is not None:
             print(f"  resuming from: {self.start.path}", file=sys.stderr)
         if self.logger.run_id:
+            from wmtp_core.secrets import redact
             from wmtp_core.tracking.mlflow_backend import resolve_tracking_uri
 
             uri = resolve_tracking_uri(self.cfg.logging.tracking_uri)
-            print(f"  mlflow run: {self.logger.run_id} at {uri}", file=sys.stderr)
+            print(f"  mlflow run: {self.logger.run_id} at {redact(uri)}", file=sys.stderr)
 
     def log_setup(self) -> None:
         if not wd.is_main():
