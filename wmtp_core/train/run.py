@@ -13,14 +13,23 @@ import torch
 from vendor.meta_llama.model import Transformer
 from wmtp_core import distributed as wd
 from wmtp_core.config import ResolvedConfig, config_dict, config_hash, flatten, to_yaml
-from wmtp_core.io import atomic_write_json, atomic_write_text, sha256_file
+from wmtp_core.experiments import EXPERIMENTS
+from wmtp_core.io import atomic_write_json, sha256_file
 from wmtp_core.tracking.logger import MultiLogger, make_logger
 from wmtp_core.tracking.provenance import model_weights_sha256, provenance_tags
 from wmtp_core.train.allocator import set_mmap_threshold
-from wmtp_core.train.data import BatchSource, load_rows, steps_for
+from wmtp_core.train.data import BatchSource, check_prompt_budget, load_rows, steps_for
 from wmtp_core.train.device import autocast_dtype, seed_everything, select_device
-from wmtp_core.train.loop import LoopSettings, StageLoop, StagePlan, StageResult
+from wmtp_core.train.errors import RunSetupError
+from wmtp_core.train.lock import RunLock
+from wmtp_core.train.loop import LoopSettings, StageLoop, StageOutcome, StagePlan
 from wmtp_core.train.report import probe, write_reports
+from wmtp_core.train.resume import (
+    resolve_resume,
+    training_config,
+    training_config_hash,
+    write_resolved_config,
+)
 from wmtp_core.train.sampler import ResumableSampler
 from wmtp_core.train.stages import (
     Models,
@@ -35,9 +44,11 @@ from wmtp_core.train.state import (
     checkpoint_reference,
     list_checkpoints,
     load_state,
-    parse_checkpoint,
+    verify_checkpoint,
 )
 from wmtp_core.weighting.position import profile_means, profile_metrics, profile_png
+
+__all__ = ["RunSetupError", "TrainResult", "Trainer", "run_training"]
 
 RESULT_FILE = "result.json"
 
@@ -68,55 +79,60 @@ class TrainResult:
         return cls(**data)
 
 
-class RunSetupError(RuntimeError):
-    """The run cannot start as asked (e.g. existing checkpoints without --resume)."""
-
-
-def resolve_resume(resume: str | None, checkpoint_dir: Path, stages: list[str]) -> Checkpoint | None:
-    """None: fresh (refuses to mix with existing checkpoints); "auto": newest, or fresh if none; else a path."""
-    existing = list_checkpoints(checkpoint_dir, stages)
-    if resume is None:
-        if existing:
-            raise RunSetupError(f"{checkpoint_dir}: already holds checkpoints (newest {existing[-1].path.name}); "
-                                "pass --resume auto to continue it, or a different --run-name")
-        return None
-    if resume == "auto":
-        return existing[-1] if existing else None
-    ckpt = parse_checkpoint(Path(resume))
-    if ckpt.stage not in stages:
-        raise RunSetupError(f"{ckpt.path}: checkpoint of {ckpt.stage}, which this config does not run ({stages})")
-    return ckpt
-
-
 def load_models(cfg: ResolvedConfig, device: torch.device) -> tuple[Models, Any]:
     from wmtp_core.model.adapter import MetaLlamaMTPAdapter
     from wmtp_core.model.value_head import ValueHead
 
+    spec = EXPERIMENTS[cfg.experiment]
+    ref_dir = cfg.resolved_path("reference_model_dir")
+    if spec.needs_reference and not (ref_dir / "metadata.json").is_file():
+        raise RunSetupError(spec.missing_reference(ref_dir, cfg.model.use_micro_model))
     adapter = MetaLlamaMTPAdapter.from_pretrained(cfg.model_dir, device=device)
     adapter.model.checkpoint_trunk = cfg.model.activation_checkpointing
     adapter.model.train()
     models = Models(adapter.model)
-    if cfg.experiment == "verifiable":
+    if spec.needs_stage1:
         models.value_head = ValueHead(adapter.args.dim, cfg.stage1.value_hidden).to(device)
-    if cfg.experiment == "rho1_weighted":
-        ref = MetaLlamaMTPAdapter.from_pretrained(cfg.resolved_path("reference_model_dir"), device=device)
-        if ref.args.vocab_size != adapter.args.vocab_size:
-            raise RunSetupError(f"{ref.model_dir}: reference vocab {ref.args.vocab_size} != policy vocab "
-                                f"{adapter.args.vocab_size}; the Rho-1 reference must share the tokenizer")
+    if spec.needs_reference:
+        ref = MetaLlamaMTPAdapter.from_pretrained(ref_dir, device=device)
+        check_reference_tokenizer(adapter.tokenizer, ref.tokenizer)
         models.reference = ref.model
     return models, adapter
+
+
+def check_reference_tokenizer(policy: Any, reference: Any) -> None:
+    """The Rho-1 excess loss compares CEs of the same token ids: the reference must use the policy's tokenizer
+    (same pieces at the same ids, not only the same vocabulary size); the error names both tokenizer files."""
+    from wmtp_core.artifacts.checks import check_same_vocabulary
+    from wmtp_core.artifacts.errors import TokenizerMismatch
+
+    try:
+        check_same_vocabulary(policy, reference)
+    except TokenizerMismatch as exc:
+        raise RunSetupError(f"Rho-1 reference tokenizer is not the policy's: {exc}") from exc
 
 
 class Trainer:
     """One run: holds the models, logger and paths; `run()` walks the configured stages."""
 
-    def __init__(self, cfg: ResolvedConfig, run_name: str | None, resume: str | None, stop_at: str | None):
+    def __init__(self, cfg: ResolvedConfig, run_name: str | None, resume: str | None, stop_at: str | None,
+                 allow_config_change: bool = False):
         self.cfg, self.chash = cfg, config_hash(cfg)
         self.name = run_name or cfg.run.run_name or f"{cfg.experiment}-{self.chash[:10]}"
         self.out = cfg.output_root / self.name
         self.ckpt_dir = self.out / "checkpoints"
         self.reports_dir = self.out / "reports"
-        self.start = resolve_resume(resume, self.ckpt_dir, list(cfg.stages))
+        # one writer per run directory, held until run() ends; under torchrun rank 0 is the one that writes it
+        self.lock = RunLock(self.out).acquire() if wd.detect_env().rank == 0 else None
+        try:
+            self._setup(cfg, resume, stop_at, allow_config_change)
+        except BaseException:
+            self.release()
+            raise
+
+    def _setup(self, cfg: ResolvedConfig, resume: str | None, stop_at: str | None, allow_config_change: bool) -> None:
+        self.training = training_config(cfg)
+        self.start, _ = resolve_resume(resume, self.ckpt_dir, list(cfg.stages), self.training, allow_config_change)
         self.stop_at = _parse_stop(stop_at)
         seed_everything(cfg.run.seed)
         self.env, self.device = wd.init_distributed(select_device(cfg.run.device))  # torchrun: join the group
@@ -124,6 +140,7 @@ class Trainer:
         if self.device.type == "cpu" and cfg.train.cpu_mmap_threshold_mb is not None:
             set_mmap_threshold(cfg.train.cpu_mmap_threshold_mb)
         self.models, self.adapter = load_models(cfg, self.device)
+        check_prompt_budget(cfg, self.adapter.tokenizer)  # a too-small data.max_len fails here, not mid-run
         wd.shard_model(self.models.policy, self.device, mixed_precision=self.amp == torch.bfloat16)  # FSDP2
         self.logger: MultiLogger = make_logger(cfg, self.name) if wd.is_main() else MultiLogger([])
         self.history: dict[str, list[dict[str, float]]] = {}
@@ -141,21 +158,22 @@ class Trainer:
         if self.start is not None:
             print(f"  resuming from: {self.start.path}", file=sys.stderr)
         if self.logger.run_id:
+            from wmtp_core.secrets import redact
             from wmtp_core.tracking.mlflow_backend import resolve_tracking_uri
 
             uri = resolve_tracking_uri(self.cfg.logging.tracking_uri)
-            print(f"  mlflow run: {self.logger.run_id} at {uri}", file=sys.stderr)
+            print(f"  mlflow run: {self.logger.run_id} at {redact(uri)}", file=sys.stderr)
 
     def log_setup(self) -> None:
         if not wd.is_main():
             return
         cfg = self.cfg
         self.logger.log_params(flatten(config_dict(cfg)))
-        ref = cfg.resolved_path("reference_model_dir") if cfg.experiment == "rho1_weighted" else None
+        ref = cfg.resolved_path("reference_model_dir") if EXPERIMENTS[cfg.experiment].needs_reference else None
         tags = provenance_tags(self.chash, cfg.experiment, cfg.resolved_path("datasets_root"), cfg.model_dir, ref)
         self.logger.set_tags({**tags, "wmtp.run_name": self.name, "wmtp.output_dir": str(self.out)})
-        path = atomic_write_text(self.out / "config.resolved.yaml", to_yaml(cfg))
-        self.logger.log_artifact(Path(path), "config")
+        path = write_resolved_config(self.out, to_yaml(cfg))  # never replaces an earlier invocation's
+        self.logger.log_artifact(path, "config")
 
     # --- stages -------------------------------------------------------------------------------------------
     def source(self, stage: str) -> BatchSource:
@@ -187,9 +205,12 @@ class Trainer:
         stop = self.stop_at[1] if self.stop_at and self.stop_at[0] == stage else None
         return LoopSettings(grad_accum=t.grad_accum, checkpoint_every=t.checkpoint_every,
                             keep_checkpoints=t.keep_checkpoints, progress_bar=t.progress_bar, device=self.device,
-                            amp_dtype=self.amp, checkpoint_root=self.ckpt_dir, config_hash=self.chash, stop_after=stop)
+                            amp_dtype=self.amp, checkpoint_root=self.ckpt_dir, config_hash=self.chash, stop_after=stop,
+                            max_param_norm_ratio=t.max_param_norm_ratio,
+                            manifest_extra={"config": self.training,
+                                            "config_hash": training_config_hash(self.training)})
 
-    def run_stage(self, stage: str) -> StageResult:
+    def run_stage(self, stage: str) -> StageOutcome:
         source = self.source(stage)
         plan = self.plan(stage, source)
         loop = StageLoop(plan, self.settings(stage), self.cfg.optim,
@@ -207,6 +228,7 @@ class Trainer:
         """History and last checkpoint of a stage completed by an earlier invocation (when still on disk)."""
         done = list_checkpoints(self.ckpt_dir, [stage])
         if done:
+            verify_checkpoint(done[-1])  # raises CheckpointError naming the file
             self.last[stage] = done[-1]
             self.history[stage] = list(load_state(done[-1])["history"])
 
@@ -312,13 +334,20 @@ class Trainer:
             result = self.finish(completed)
         except BaseException:
             self.logger.close("FAILED" if not isinstance(sys.exc_info()[1], KeyboardInterrupt) else "KILLED")
+            self.release()
             raise
         self.logger.close("FINISHED")
+        self.release()
         if wd.is_main():
             print(f"  result: {result.result_path}", file=sys.stderr)
         if self.env.launched:
             wd.destroy_distributed()
         return result
+
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
 
 
 def _parse_stop(stop_at: str | None) -> tuple[str, int] | None:
@@ -331,7 +360,8 @@ def _parse_stop(stop_at: str | None) -> tuple[str, int] | None:
 
 
 def run_training(cfg: ResolvedConfig, run_name: str | None = None, resume: str | None = None, *,
-                 stop_at: str | None = None) -> TrainResult:
+                 stop_at: str | None = None, allow_config_change: bool = False) -> TrainResult:
     """Train `cfg` (all its stages) and export the model; see TrainResult. `resume`: None, "auto" or a checkpoint
-    directory. `stop_at="stage2:3"` stops after that step (checkpoint written) — simulated preemption."""
-    return Trainer(cfg, run_name, resume, stop_at).run()
+    directory (verified; its recorded training config must equal cfg's unless `allow_config_change`).
+    `stop_at="stage2:3"` stops after that step (checkpoint written) — simulated preemption."""
+    return Trainer(cfg, run_name, resume, stop_at, allow_config_change).run()
