@@ -124,3 +124,50 @@ def report_metrics(report: dict[str, Any], prefix: str = "critic_report") -> dic
             if value is not None:
                 out[f"{prefix}/{kind}/{critic}"] = float(value)
     return out
+
+
+MAX_ROWS = 1024  # held-out rows scored at most (whole problems are kept together)
+
+
+def select_rows(rows: Sequence[dict], cap: int = MAX_ROWS) -> list[dict]:
+    """The first problems (in order of first appearance) whose rows fit in `cap`, all rows of each problem."""
+    by_task: dict[str, list[dict]] = {}
+    for row in rows:
+        by_task.setdefault(row["metadata"]["task_id"], []).append(row)
+    out: list[dict] = []
+    for group in by_task.values():
+        if len(out) + len(group) > cap:
+            break
+        out.extend(group)
+    return out
+
+
+def load_report_rows(datasets_root: Path, sources: list[str], split: str, suffix: str | None,
+                     cap: int = MAX_ROWS) -> list[dict]:
+    """Processed correct AND incorrect rows of `split` (each source's processed/ and processed_incorrect/ files)."""
+    from wmtp_core.data.loading import load_processed
+
+    rows = load_processed(Path(datasets_root), sources, split, suffix=suffix, include_incorrect=True)
+    return select_rows([dict(r) for r in rows], cap)
+
+
+def stage1_critic_report(cfg: Any, model: nn.Module, head: nn.Module, tokenizer: Any,
+                         constant: float | None) -> dict[str, Any] | None:
+    """The automatic end-of-Stage-1 report on the run's validation split (correct + incorrect rows of its
+    sources, cfg.data.suffix); None (with the reason on stderr) when that split's files do not exist."""
+    import sys
+
+    from wmtp_core.data.errors import DatasetError
+
+    split = "validation"
+    try:
+        rows = load_report_rows(cfg.resolved_path("datasets_root"), list(cfg.data.sources), split, cfg.data.suffix)
+    except DatasetError as exc:
+        print(f"critic report skipped (no held-out rows): {exc}", file=sys.stderr)
+        return None
+    if not rows:
+        print(f"critic report skipped: split {split!r} has no rows", file=sys.stderr)
+        return None
+    name = f"{split}_{cfg.data.suffix}" if cfg.data.suffix else split
+    return critic_report(model, head, tokenizer, rows, cfg.verifiable.critic, name, cfg.data.max_len,
+                         constant=constant, seed=cfg.run.seed)

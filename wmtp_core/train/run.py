@@ -222,7 +222,22 @@ class Trainer:
         self.history[stage] = result.history
         if result.last_checkpoint is not None:
             self.last[stage] = result.last_checkpoint
+        if stage == "stage1" and result.completed:
+            self.critic_report()
         return result
+
+    def critic_report(self) -> None:
+        """End of Stage 1: critic report on held-out rows -> reports/critic_report.json and stage1/critic_report/*."""
+        from wmtp_core.eval.critic_report import report_metrics, stage1_critic_report, write_critic_report
+
+        report = stage1_critic_report(self.cfg, self.models.policy, self.models.value_head, self.adapter.tokenizer,
+                                      self.stage1_mean())  # every rank: the model may be sharded
+        if report is None or not wd.is_main():
+            return
+        path = write_critic_report(report, self.out)
+        step = len(self.history.get("stage1", []))
+        self.logger.log_metrics({f"stage1/{k}": v for k, v in report_metrics(report).items()}, step)
+        self.logger.log_artifact(path, "reports")
 
     def recall_finished(self, stage: str) -> None:
         """History and last checkpoint of a stage completed by an earlier invocation (when still on disk)."""
