@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     print(steps_table(summaries))
     print("\n=== Cache ===")
     print("\n".join(cache_report(summaries)))
-    print(f"\nwall time: {wall:.1f} s for {len(summaries)} experiment(s); artifacts uploaded to {upload}\n")
+    print(f"\nwall time: {wall:.1f} s for {len(summaries)} run(s) ({len(experiments)} experiment(s) x {args.seeds} seed(s)); "
+          f"artifacts uploaded to {upload}\n")
     print(ui_help(resolve_tracking_uri(None)))
     if args.summary_json:
         write_summary(args.summary_json, summaries, wall)
