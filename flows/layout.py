@@ -7,11 +7,8 @@ from pathlib import Path
 
 from wmtp_core import paths
 
-RECIPES = {"baseline": "recipe.baseline.yaml", "verifiable": "recipe.verifiable.yaml",
-           "rho1": "recipe.rho1_weighted.yaml"}
-CONFIG_EXPERIMENT = {"baseline": "baseline", "verifiable": "verifiable", "rho1": "rho1_weighted"}
-STAGES = {"baseline": ("stage2",), "verifiable": ("stage1", "stage2"), "rho1": ("stage2",)}
-CONFIGS_DIR = paths.REPO_ROOT / "configs"
+# upload_target value meaning "the local stand-in for a volume", <storage>/runs/_volume (the deployments' default)
+LOCAL_VOLUME = "local-volume"
 
 
 @dataclass(frozen=True)
@@ -23,7 +20,7 @@ class Locations:
     synthetic_base_dir: Path  # its conversion (kept apart from the real base location)
     micro_dir: Path
     reference_dir: Path  # a converted Rho-1 reference (paths.REFERENCE_MODEL_DIR)
-    micro_reference_dir: Path  # the micro-world Rho-1 reference (a second micro model)
+    micro_reference_dir: Path  # the micro-world Rho-1 reference (paths.MICRO_REFERENCE_DIR)
     runs_dir: Path
     eval_dir: Path
 
@@ -32,15 +29,25 @@ class Locations:
         if storage_root is None:
             storage, models = paths.STORAGE, paths.MODELS_ROOT
             base, micro, ref = paths.BASE_MODEL_DIR, paths.MICRO_MODEL_DIR, paths.REFERENCE_MODEL_DIR
+            micro_ref = paths.MICRO_REFERENCE_DIR
             datasets, runs = paths.DATASETS_ROOT, paths.RUNS_ROOT
         else:
             storage = Path(storage_root).resolve()
             models = storage / "models"
             base, micro = models / paths.BASE_MODEL_DIR.name, models / paths.MICRO_MODEL_DIR.name
-            ref = models / paths.REFERENCE_MODEL_DIR.name
+            ref, micro_ref = models / paths.REFERENCE_MODEL_DIR.name, models / paths.MICRO_REFERENCE_DIR.name
             datasets, runs = storage / "datasets", storage / "runs"
         return cls(storage, datasets, base, storage / "cache" / "synthetic-meta-base",
-                   models / "synthetic-meta-llama-mtp", micro, ref, models / "micro-ref-mtp", runs, runs / "eval")
+                   models / "synthetic-meta-llama-mtp", micro, ref, micro_ref, runs, runs / "eval")
+
+    @property
+    def volume_dir(self) -> Path:
+        """The local directory standing in for a storage volume."""
+        return self.runs_dir / "_volume"
+
+    def upload_destination(self, upload_target: str | None) -> str | None:
+        """Where the upload step writes: None (no upload), the local volume stand-in, or the target as given."""
+        return str(self.volume_dir) if upload_target == LOCAL_VOLUME else (upload_target or None)
 
     def source_dirs(self, sources: list[str]) -> list[Path]:
         """Every dataset input the prepare step reads (hashed into its cache key): the shipped source files, the

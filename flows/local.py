@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-EXPERIMENTS = ("baseline", "verifiable", "rho1")
 REUSABLE = ("convert-checkpoint", "prepare-validate-datasets", "build-micro")
 # The local smoke run trains on the shipped small MBPP set, whose examples all fit in 640 tokens; the CodeContests
 # rows run to ~2050 tokens (p50 ~880) and make a CPU step minutes long. For the full mix pass
@@ -25,6 +24,8 @@ DEFAULT_OVERRIDES = ["data.sources=[mbpp]", "data.max_len=640"]
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="flows/local.py", description=__doc__.split("\n\n")[0])
+    from wmtp_core.experiments import EXPERIMENTS
+
     p.add_argument("--experiment", choices=(*EXPERIMENTS, "all"), default="all")
     p.add_argument("--preset", default="smoke", help="configs/presets/<name>.yaml (default: smoke)")
     p.add_argument("--base-checkpoint", default=None,
@@ -68,8 +69,10 @@ def cache_report(summaries: list) -> list[str]:
 
 
 def ui_help(tracking_uri: str) -> str:
+    from wmtp_core.secrets import redact
+
     home = os.environ.get("PREFECT_HOME", "~/.prefect")
-    store = tracking_uri if not tracking_uri.startswith("sqlite") else f"'{tracking_uri}'"
+    store = redact(tracking_uri) if not tracking_uri.startswith("sqlite") else f"'{tracking_uri}'"
     return "\n".join([
         "Prefect UI (the flow runs above are in the local Prefect database under " + home + "):",
         "  uv run prefect server start        # then open http://127.0.0.1:4200",
@@ -83,13 +86,14 @@ def ui_help(tracking_uri: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_prefect()
+    from flows.layout import LOCAL_VOLUME
     from flows.report import comparison_rows, console_table, run_rows, steps_table
     from flows.wmtp import wmtp_compare
-    from wmtp_core import paths
+    from wmtp_core.experiments import EXPERIMENTS
     from wmtp_core.tracking.mlflow_backend import resolve_tracking_uri
 
     experiments = list(EXPERIMENTS) if args.experiment == "all" else [args.experiment]
-    upload = args.upload_target or str(paths.RUNS_ROOT / "_volume")
+    upload = args.upload_target or LOCAL_VOLUME
     started = time.perf_counter()
     summaries = wmtp_compare(experiments=experiments, preset=args.preset, base_checkpoint=args.base_checkpoint,
                              device=args.device, eval_limit=args.eval_limit, upload_target=upload,
@@ -106,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     print(steps_table(summaries))
     print("\n=== Cache ===")
     print("\n".join(cache_report(summaries)))
-    print(f"\nwall time: {wall:.1f} s for {len(summaries)} run(s) ({len(experiments)} experiment(s) x {args.seeds} seed(s)); "
-          f"artifacts uploaded to {upload}\n")
+    print(f"\nwall time: {wall:.1f} s for {len(summaries)} run(s) ({len(experiments)} experiment(s) x {args.seeds} "
+          f"seed(s)); artifacts uploaded to {summaries[0].upload_target}\n")
     print(ui_help(resolve_tracking_uri(None)))
     if args.summary_json:
         write_summary(args.summary_json, summaries, wall)

@@ -9,12 +9,13 @@ directory, so a power loss cannot leave a renamed-in-place output whose contents
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,12 @@ def read_json(path: str | Path, error: Callable[[str], BaseException] = ValueErr
     return value
 
 
+def field_error(exc: Any) -> str:
+    """`field <dotted.loc>: <message>` of the first error of a pydantic ValidationError (for "<file>: ..." messages)."""
+    first = exc.errors()[0]
+    return f"field {'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+
+
 def sha256_file(path: str | Path) -> str:
     """Hex SHA256 of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()
@@ -100,16 +107,25 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     tmp.rmdir()  # the caller creates a file or a directory here
     try:
         yield tmp
-        _install(tmp, path)
+        install_path(tmp, path)
     finally:
-        _remove(tmp)
+        remove_path(tmp)
+
+
+# A directory fsync some filesystems do not implement (FUSE mounts, some network filesystems): the files in it
+# are still fsynced; only the durability of the names then rests on the filesystem.
+_DIR_FSYNC_UNSUPPORTED = {errno.EINVAL, errno.ENOTSUP, errno.ENOSYS}
 
 
 def fsync_path(path: str | Path) -> None:
     """fsync one file or directory (a directory's fsync makes the names in it durable)."""
-    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if Path(path).is_dir() else 0))
+    is_dir = Path(path).is_dir()
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if is_dir else 0))
     try:
         os.fsync(fd)
+    except OSError as exc:
+        if not (is_dir and exc.errno in _DIR_FSYNC_UNSUPPORTED):
+            raise
     finally:
         os.close(fd)
 
@@ -124,7 +140,8 @@ def fsync_tree(path: str | Path) -> None:
         fsync_path(path)
 
 
-def _install(tmp: Path, path: Path) -> None:
+def install_path(tmp: Path, path: Path) -> None:
+    """Move a finished file or directory `tmp` to `path`; an existing directory is swapped out, then deleted."""
     if not tmp.exists():
         raise FileNotFoundError(f"{path}: nothing was written to the temporary path {tmp}")
     if tmp.is_dir():
@@ -134,13 +151,13 @@ def _install(tmp: Path, path: Path) -> None:
         old = path.with_name(f".{path.name}.old-{os.getpid()}")
         os.replace(path, old)
         os.replace(tmp, path)
-        _remove(old)
+        remove_path(old)
     else:
         os.replace(tmp, path)
     fsync_path(path.parent)  # the rename itself
 
 
-def _remove(path: Path) -> None:
+def remove_path(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     elif path.exists() or path.is_symlink():
@@ -163,8 +180,8 @@ def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 2, sort_k
     return atomic_write_text(path, text)
 
 
-def atomic_copy(src: str | Path, dst: str | Path) -> Path:
-    """Copy a file atomically (content and mode)."""
-    with atomic_output(dst) as tmp:
-        shutil.copyfile(src, tmp)
-    return Path(dst)
+def atomic_write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
+    """One compact JSON object per line (UTF-8 kept, keys in insertion order), written atomically; the row count."""
+    rows = list(rows)
+    atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    return len(rows)

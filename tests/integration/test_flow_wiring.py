@@ -60,7 +60,7 @@ def test_verifiable_flow_lineage_mlflow_provenance_and_cache(env, tmp_path: Path
     assert _upstream_ids(by["upload-artifacts"], "stage") == {ids["stage2"]}
 
     stage1_cmd, stage2_cmd = fakes.commands
-    assert "stages=[stage1]" in stage1_cmd and "--resume" not in stage1_cmd
+    assert stage1_cmd[stage1_cmd.index("--stages") + 1] == "stage1" and "--resume" not in stage1_cmd
     assert Path(stage2_cmd[stage2_cmd.index("--resume") + 1]).name == "stage1-step-0000002"
     assert {e["WMTP_PARENT_RUN_ID"] for e in fakes.envs} == {first.mlflow_parent_run_id}
 
@@ -112,7 +112,7 @@ def test_compare_skips_what_each_experiment_does_not_need_and_publishes_a_table(
     assert fakes.count("build-micro-seed1") == 1
     rho_cmd = fakes.commands[-1]
     assert any(a.startswith("paths.reference_model_dir=") and a.endswith("micro-ref-mtp") for a in rho_cmd)
-    assert "--recipe" in rho_cmd and rho_cmd[rho_cmd.index("--recipe") + 1] == "configs/recipe.rho1_weighted.yaml"
+    assert "--recipe" in rho_cmd and rho_cmd[rho_cmd.index("--recipe") + 1] == "configs/recipe.rho1.yaml"
 
     with get_client(sync_client=True) as client:
         tables = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["wmtp-comparison"])))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -29,16 +28,12 @@ from wmtp_core.artifacts.writer import (
     state_loader,
     write_model_dir,
 )
+from wmtp_core.io import read_json
 
 
 def read_params(layout: ModelLayout) -> tuple[ModelArgs, dict[str, Any]]:
     path = layout.params_json
-    try:
-        params = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ArtifactError(f"{path}: missing") from exc
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from exc
+    params = read_json(path, ArtifactError, missing=lambda p: ArtifactError(f"{p}: missing"))
     try:
         return ModelArgs.from_params(params)
     except (TypeError, ValueError) as exc:

@@ -81,7 +81,7 @@ class LoopSettings:
 
 
 @dataclass
-class StageResult:
+class StageOutcome:
     stage: str
     steps_done: int
     completed: bool
@@ -280,7 +280,7 @@ class StageLoop:
             plan.on_step(step)
         return metrics
 
-    def run(self) -> StageResult:
+    def run(self) -> StageOutcome:
         plan, s = self.plan, self.settings
         bar = _progress(plan.stage, plan.total_steps, self.step, s.progress_bar)
         try:
@@ -296,11 +296,11 @@ class StageLoop:
                 if done or stopping or self.step % s.checkpoint_every == 0:
                     self.save()
                 if stopping and not done:
-                    return StageResult(plan.stage, self.step, False, self.history, self.last_checkpoint)
+                    return StageOutcome(plan.stage, self.step, False, self.history, self.last_checkpoint)
         finally:
             if bar is not None:
                 bar.close()
-        return StageResult(plan.stage, self.step, True, self.history, self.last_checkpoint)
+        return StageOutcome(plan.stage, self.step, True, self.history, self.last_checkpoint)
 
 
 def _progress(stage: str, total: int, initial: int, enabled: bool) -> Any:

@@ -13,15 +13,16 @@ import torch
 from vendor.meta_llama.model import Transformer
 from wmtp_core import distributed as wd
 from wmtp_core.config import ResolvedConfig, config_dict, config_hash, flatten, to_yaml
+from wmtp_core.experiments import EXPERIMENTS
 from wmtp_core.io import atomic_write_json, sha256_file
 from wmtp_core.tracking.logger import MultiLogger, make_logger
 from wmtp_core.tracking.provenance import model_weights_sha256, provenance_tags
 from wmtp_core.train.allocator import set_mmap_threshold
-from wmtp_core.train.data import BatchSource, load_rows, steps_for
+from wmtp_core.train.data import BatchSource, check_prompt_budget, load_rows, steps_for
 from wmtp_core.train.device import autocast_dtype, seed_everything, select_device
 from wmtp_core.train.errors import RunSetupError
 from wmtp_core.train.lock import RunLock
-from wmtp_core.train.loop import LoopSettings, StageLoop, StagePlan, StageResult
+from wmtp_core.train.loop import LoopSettings, StageLoop, StageOutcome, StagePlan
 from wmtp_core.train.report import probe, write_reports
 from wmtp_core.train.resume import (
     resolve_resume,
@@ -82,19 +83,33 @@ def load_models(cfg: ResolvedConfig, device: torch.device) -> tuple[Models, Any]
     from wmtp_core.model.adapter import MetaLlamaMTPAdapter
     from wmtp_core.model.value_head import ValueHead
 
+    spec = EXPERIMENTS[cfg.experiment]
+    ref_dir = cfg.resolved_path("reference_model_dir")
+    if spec.needs_reference and not (ref_dir / "metadata.json").is_file():
+        raise RunSetupError(spec.missing_reference(ref_dir, cfg.model.use_micro_model))
     adapter = MetaLlamaMTPAdapter.from_pretrained(cfg.model_dir, device=device)
     adapter.model.checkpoint_trunk = cfg.model.activation_checkpointing
     adapter.model.train()
     models = Models(adapter.model)
-    if cfg.experiment == "verifiable":
+    if spec.needs_stage1:
         models.value_head = ValueHead(adapter.args.dim, cfg.stage1.value_hidden).to(device)
-    if cfg.experiment == "rho1_weighted":
-        ref = MetaLlamaMTPAdapter.from_pretrained(cfg.resolved_path("reference_model_dir"), device=device)
-        if ref.args.vocab_size != adapter.args.vocab_size:
-            raise RunSetupError(f"{ref.model_dir}: reference vocab {ref.args.vocab_size} != policy vocab "
-                                f"{adapter.args.vocab_size}; the Rho-1 reference must share the tokenizer")
+    if spec.needs_reference:
+        ref = MetaLlamaMTPAdapter.from_pretrained(ref_dir, device=device)
+        check_reference_tokenizer(adapter.tokenizer, ref.tokenizer)
         models.reference = ref.model
     return models, adapter
+
+
+def check_reference_tokenizer(policy: Any, reference: Any) -> None:
+    """The Rho-1 excess loss compares CEs of the same token ids: the reference must use the policy's tokenizer
+    (same pieces at the same ids, not only the same vocabulary size); the error names both tokenizer files."""
+    from wmtp_core.artifacts.checks import check_same_vocabulary
+    from wmtp_core.artifacts.errors import TokenizerMismatch
+
+    try:
+        check_same_vocabulary(policy, reference)
+    except TokenizerMismatch as exc:
+        raise RunSetupError(f"Rho-1 reference tokenizer is not the policy's: {exc}") from exc
 
 
 class Trainer:
@@ -116,7 +131,7 @@ class Trainer:
             raise
 
     def _setup(self, cfg: ResolvedConfig, resume: str | None, stop_at: str | None, allow_config_change: bool) -> None:
-        self.training = training_config(cfg)
+        self.training = training_config(cfg, wd.detect_env().world_size)
         self.start, _ = resolve_resume(resume, self.ckpt_dir, list(cfg.stages), self.training, allow_config_change)
         self.stop_at = _parse_stop(stop_at)
         seed_everything(cfg.run.seed)
@@ -125,6 +140,7 @@ class Trainer:
         if self.device.type == "cpu" and cfg.train.cpu_mmap_threshold_mb is not None:
             set_mmap_threshold(cfg.train.cpu_mmap_threshold_mb)
         self.models, self.adapter = load_models(cfg, self.device)
+        check_prompt_budget(cfg, self.adapter.tokenizer)  # a too-small data.max_len fails here, not mid-run
         wd.shard_model(self.models.policy, self.device, mixed_precision=self.amp == torch.bfloat16)  # FSDP2
         self.logger: MultiLogger = make_logger(cfg, self.name) if wd.is_main() else MultiLogger([])
         self.history: dict[str, list[dict[str, float]]] = {}
@@ -142,17 +158,18 @@ class Trainer:
         if self.start is not None:
             print(f"  resuming from: {self.start.path}", file=sys.stderr)
         if self.logger.run_id:
+            from wmtp_core.secrets import redact
             from wmtp_core.tracking.mlflow_backend import resolve_tracking_uri
 
             uri = resolve_tracking_uri(self.cfg.logging.tracking_uri)
-            print(f"  mlflow run: {self.logger.run_id} at {uri}", file=sys.stderr)
+            print(f"  mlflow run: {self.logger.run_id} at {redact(uri)}", file=sys.stderr)
 
     def log_setup(self) -> None:
         if not wd.is_main():
             return
         cfg = self.cfg
         self.logger.log_params(flatten(config_dict(cfg)))
-        ref = cfg.resolved_path("reference_model_dir") if cfg.experiment == "rho1_weighted" else None
+        ref = cfg.resolved_path("reference_model_dir") if EXPERIMENTS[cfg.experiment].needs_reference else None
         tags = provenance_tags(self.chash, cfg.experiment, cfg.resolved_path("datasets_root"), cfg.model_dir, ref)
         self.logger.set_tags({**tags, "wmtp.run_name": self.name, "wmtp.output_dir": str(self.out)})
         path = write_resolved_config(self.out, to_yaml(cfg))  # never replaces an earlier invocation's
@@ -193,7 +210,7 @@ class Trainer:
                             manifest_extra={"config": self.training,
                                             "config_hash": training_config_hash(self.training)})
 
-    def run_stage(self, stage: str) -> StageResult:
+    def run_stage(self, stage: str) -> StageOutcome:
         source = self.source(stage)
         plan = self.plan(stage, source)
         loop = StageLoop(plan, self.settings(stage), self.cfg.optim,
@@ -205,7 +222,22 @@ class Trainer:
         self.history[stage] = result.history
         if result.last_checkpoint is not None:
             self.last[stage] = result.last_checkpoint
+        if stage == "stage1" and result.completed:
+            self.critic_report()
         return result
+
+    def critic_report(self) -> None:
+        """End of Stage 1: critic report on held-out rows -> reports/critic_report.json and stage1/critic_report/*."""
+        from wmtp_core.eval.critic_report import report_metrics, stage1_critic_report, write_critic_report
+
+        report = stage1_critic_report(self.cfg, self.models.policy, self.models.value_head, self.adapter.tokenizer,
+                                      self.stage1_mean())  # every rank: the model may be sharded
+        if report is None or not wd.is_main():
+            return
+        path = write_critic_report(report, self.out)
+        step = len(self.history.get("stage1", []))
+        self.logger.log_metrics({f"stage1/{k}": v for k, v in report_metrics(report).items()}, step)
+        self.logger.log_artifact(path, "reports")
 
     def recall_finished(self, stage: str) -> None:
         """History and last checkpoint of a stage completed by an earlier invocation (when still on disk)."""

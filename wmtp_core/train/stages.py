@@ -21,9 +21,13 @@ from wmtp_core.train.data import BatchSource
 from wmtp_core.train.loop import Metrics, StagePlan
 from wmtp_core.weighting.critic import critic_loss
 from wmtp_core.weighting.position import PROFILE_CAP, profile_sums, weight_summary
-from wmtp_core.weighting.strategies import WeightingStrategy, count_target_tokens, make_strategy, target_mask
-
-STRATEGY_NAMES = {"baseline": "baseline", "verifiable": "verifiable", "rho1_weighted": "rho1"}
+from wmtp_core.weighting.strategies import (
+    WeightingStrategy,
+    count_target_tokens,
+    fp32,
+    make_strategy,
+    target_mask,
+)
 
 
 @dataclass
@@ -41,7 +45,7 @@ def trunk_parameters(model: Transformer) -> list[nn.Parameter]:
 
 
 def build_strategy(cfg: ResolvedConfig, models: Models, constant_value: float | None = None) -> WeightingStrategy:
-    return make_strategy(STRATEGY_NAMES[cfg.experiment], value_head=models.value_head, verifiable=cfg.verifiable,
+    return make_strategy(cfg.experiment, value_head=models.value_head, verifiable=cfg.verifiable,
                          ref_model=models.reference, rho1=cfg.rho1, constant_value=constant_value)
 
 
@@ -93,9 +97,12 @@ def stage1_plan(cfg: ResolvedConfig, models: Models, source: BatchSource, total_
 
     def micro_step(batch: dict[str, Any], denoms: dict[str, torch.Tensor]) -> Metrics:
         with torch.set_grad_enabled(not frozen):
-            normed = model.normed_trunk(model.trunk_forward(batch["input_ids"]))  # (B, S, D)
-        loss, metrics, _ = critic_loss(head, normed, batch["response_mask"], batch["is_correct"],
-                                       cfg.verifiable.critic, anchor=None, denom=denoms["tokens"])
+            trunk = model.trunk_forward(batch["input_ids"])  # (B, S, D), in the loop's autocast dtype
+        with fp32(trunk):  # the critic computes in fp32 (as in Stage 2)
+            with torch.set_grad_enabled(not frozen):
+                normed = model.normed_trunk(trunk.float()).float()
+            loss, metrics, _ = critic_loss(head, normed, batch["response_mask"], batch["is_correct"],
+                                           cfg.verifiable.critic, anchor=None, denom=denoms["tokens"])
         loss.backward()
         return {**metrics, "loss": loss.detach()}
 
@@ -123,7 +130,7 @@ def stage2_plan(cfg: ResolvedConfig, models: Models, strategy: WeightingStrategy
         prep = strategy.prepare(batch, model, trunk, denoms["tokens"])
         out = weighted_mtp_loss(model, trunk, batch["labels"][..., :n_heads], prep.weights, denoms["labels"],
                                 cfg.train.head_coefs, impl=cfg.train.loss_impl, chunk_size=cfg.train.chunk_size,
-                                logits_hook=prep.logits_hook)
+                                logits_hook=prep.logits_hook, head_reduction=cfg.train.head_reduction)
         out.backward()
         total = out.loss.detach()
         if prep.aux_loss is not None:
@@ -138,7 +145,7 @@ def stage2_plan(cfg: ResolvedConfig, models: Models, strategy: WeightingStrategy
 
     return StagePlan(stage="stage2", total_steps=total_steps, param_groups=groups, modules=modules,
                      sampler=source.sampler, next_batch=source.next_batch,
-                     count_fn=lambda b: {"labels": count_valid_labels(b["labels"][..., :n_heads]),
+                     count_fn=lambda b: {"labels": count_valid_labels(b["labels"][..., 0]),  # positions
                                          "tokens": count_target_tokens(b)},
                      micro_step=micro_step,
                      extra_state={"strategy": strategy, **({"weight_profile": profile} if profile else {})},

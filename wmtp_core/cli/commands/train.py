@@ -8,11 +8,13 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("train", help="train one experiment (baseline | verifiable | rho1_weighted)",
+    p = subparsers.add_parser("train", help="train one experiment (baseline | verifiable | rho1)",
                               description="Train an experiment; writes <output_dir>/result.json at the end.")
     p.add_argument("--config", type=Path, default=Path("configs/defaults.yaml"), help="defaults YAML")
     p.add_argument("--recipe", type=Path, required=True, help="experiment recipe YAML")
     p.add_argument("--preset", default=None, help="preset name (configs/presets/<name>.yaml) or YAML path")
+    p.add_argument("--stages", default=None, metavar="STAGE[,STAGE]",
+                   help="train only these of the experiment's stages, e.g. stage1 (default: all of them)")
     p.add_argument("--use-micro-model", action="store_true", help="train the micro model (wmtp build-micro)")
     p.add_argument("--dataset-suffix", default=None, help="dataset file suffix, e.g. 'small' -> train_small.jsonl")
     p.add_argument("--run-name", default=None, help="output dir name under run.output_root and MLflow run name")
@@ -30,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def cli_overrides(args: argparse.Namespace) -> list[str]:
     """Flag shortcuts as --set overrides (applied before the explicit --set ones)."""
     out = []
+    if args.stages is not None:
+        out.append(f"stages=[{args.stages}]")
     if args.use_micro_model:
         out.append("model.use_micro_model=true")
     if args.dataset_suffix is not None:
