@@ -82,3 +82,16 @@ def test_speculative_benchmark_json_shape_on_a_tiny_run(tmp_path, capsys) -> Non
                       "--seq", "32", "--batch", "2", "--prompts", "1", "--prompt-tokens", "4", "--max-new-tokens", "6",
                       "--rounds", "1", "--cache-dir", str(tmp_path), "--train-threads", "1"])
     assert "reused" in json.loads(capsys.readouterr().out)["trained"]["training"]
+
+
+def test_loss_memory_summary_takes_ratios_within_rounds() -> None:
+    memory = _load("mtp_loss_memory")
+    rounds = [{"seq4": {"peak_bytes": 2 * 2**20, "step_s": 3.0}, "seq1": {"peak_bytes": 2**20, "step_s": 1.0},
+               "plain1": {"peak_bytes": 4 * 2**20, "step_s": 1.5}, "naive4": {"peak_bytes": 8 * 2**20, "step_s": 2.0}},
+              {"seq4": {"peak_bytes": 2 * 2**20, "step_s": 6.0}, "seq1": {"peak_bytes": 2**20, "step_s": 2.0},
+               "plain1": {"peak_bytes": 4 * 2**20, "step_s": 1.0}, "naive4": {"peak_bytes": 8 * 2**20, "step_s": 2.0}}]
+    out = memory.summarize(rounds)
+    assert out["ratio_a_seq4_over_seq1"] == {"median": 2.0, "min": 2.0, "max": 2.0, "rounds": 2}
+    assert out["ratio_b_seq4_over_plain1"]["median"] == 0.5
+    assert out["time_ratio_seq4_over_plain1"] == {"median": 4.0, "min": 2.0, "max": 6.0, "rounds": 2}
+    assert out["peak_mib"]["naive4"]["median"] == 8.0

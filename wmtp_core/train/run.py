@@ -65,11 +65,21 @@ def load_models(cfg: ResolvedConfig, device: torch.device) -> tuple[Models, Any]
         models.value_head = ValueHead(adapter.args.dim, cfg.stage1.value_hidden).to(device)
     if spec.needs_reference:
         ref = MetaLlamaMTPAdapter.from_pretrained(ref_dir, device=device)
-        if ref.args.vocab_size != adapter.args.vocab_size:
-            raise RunSetupError(f"{ref.model_dir}: reference vocab {ref.args.vocab_size} != policy vocab "
-                                f"{adapter.args.vocab_size}; the Rho-1 reference must share the tokenizer")
+        check_reference_tokenizer(adapter.tokenizer, ref.tokenizer)
         models.reference = ref.model
     return models, adapter
+
+
+def check_reference_tokenizer(policy: Any, reference: Any) -> None:
+    """The Rho-1 excess loss compares CEs of the same token ids: the reference must use the policy's tokenizer
+    (same pieces at the same ids, not only the same vocabulary size); the error names both tokenizer files."""
+    from wmtp_core.artifacts.checks import check_same_vocabulary
+    from wmtp_core.artifacts.errors import TokenizerMismatch
+
+    try:
+        check_same_vocabulary(policy, reference)
+    except TokenizerMismatch as exc:
+        raise RunSetupError(f"Rho-1 reference tokenizer is not the policy's: {exc}") from exc
 
 
 class Trainer:
@@ -182,7 +192,22 @@ class Trainer:
         self.history[stage] = result.history
         if result.last_checkpoint is not None:
             self.last[stage] = result.last_checkpoint
+        if stage == "stage1" and result.completed:
+            self.critic_report()
         return result
+
+    def critic_report(self) -> None:
+        """End of Stage 1: critic report on held-out rows -> reports/critic_report.json and stage1/critic_report/*."""
+        from wmtp_core.eval.critic_report import report_metrics, stage1_critic_report, write_critic_report
+
+        report = stage1_critic_report(self.cfg, self.models.policy, self.models.value_head, self.adapter.tokenizer,
+                                      self.stage1_mean())  # every rank: the model may be sharded
+        if report is None or not wd.is_main():
+            return
+        path = write_critic_report(report, self.out)
+        step = len(self.history.get("stage1", []))
+        self.logger.log_metrics({f"stage1/{k}": v for k, v in report_metrics(report).items()}, step)
+        self.logger.log_artifact(path, "reports")
 
     def recall_finished(self, stage: str) -> None:
         """History and last checkpoint of a stage completed by an earlier invocation (when still on disk)."""
