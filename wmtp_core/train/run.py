@@ -101,7 +101,7 @@ class Trainer:
             raise
 
     def _setup(self, cfg: ResolvedConfig, resume: str | None, stop_at: str | None, allow_config_change: bool) -> None:
-        self.training = training_config(cfg)
+        self.training = training_config(cfg, wd.detect_env().world_size)
         self.start, _ = resolve_resume(resume, self.ckpt_dir, list(cfg.stages), self.training, allow_config_change)
         self.stop_at = _parse_stop(stop_at)
         seed_everything(cfg.run.seed)
