@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from wmtp_core.train.allocator import set_mmap_threshold
 from wmtp_core.train.data import BatchSource, check_prompt_budget, load_rows, steps_for
 from wmtp_core.train.device import autocast_dtype, seed_everything, select_device
 from wmtp_core.train.errors import RunSetupError
+from wmtp_core.train.job import RESULT_FILE, TrainResult
 from wmtp_core.train.lock import RunLock
 from wmtp_core.train.loop import LoopSettings, StageLoop, StageOutcome, StagePlan
 from wmtp_core.train.report import probe, write_reports
@@ -49,35 +48,6 @@ from wmtp_core.train.state import (
 from wmtp_core.weighting.position import profile_means, profile_metrics, profile_png
 
 __all__ = ["RunSetupError", "TrainResult", "Trainer", "run_training"]
-
-RESULT_FILE = "result.json"
-
-
-@dataclass
-class TrainResult:
-    output_dir: Path
-    checkpoint_dir: Path
-    model_dir: Path | None  # exported model (from_pretrained-loadable); None when the run stopped early
-    value_head_path: Path | None
-    mlflow_run_id: str | None
-    final_metrics: dict[str, float]
-    weights_sha256: str | None  # SHA256 of the exported weights (metadata.json of model_dir)
-    config_hash: str
-    completed: bool
-    result_path: Path
-    history_path: Path
-    value_head_sha256: str | None = None  # SHA256 of value_head_path (a fetch from a remote run checks it)
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_json(cls, path: Path) -> TrainResult:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        for key in ("output_dir", "checkpoint_dir", "model_dir", "value_head_path", "result_path", "history_path"):
-            data[key] = Path(data[key]) if data[key] is not None else None
-        return cls(**data)
-
 
 def load_models(cfg: ResolvedConfig, device: torch.device) -> tuple[Models, Any]:
     from wmtp_core.model.adapter import MetaLlamaMTPAdapter
@@ -313,8 +283,10 @@ class Trainer:
             if completed:
                 self.report("final", self.source(self.cfg.stages[-1]))
                 self.export()
-            return TrainResult(self.out, self.ckpt_dir, None, None, None, final, None, self.chash, completed,
-                               self.out / RESULT_FILE, self.out / "metrics.json")
+            return TrainResult(output_dir=self.out, checkpoint_dir=self.ckpt_dir, model_dir=None, value_head_path=None,
+                               mlflow_run_id=None, final_metrics=final, weights_sha256=None, config_hash=self.chash,
+                               completed=completed, result_path=self.out / RESULT_FILE,
+                               history_path=self.out / "metrics.json")
         history_path = Path(atomic_write_json(self.out / "metrics.json", self.history))
         refs = {stage: checkpoint_reference(ckpt) for stage, ckpt in self.last.items()}
         refs_path = Path(atomic_write_json(self.out / "checkpoints.json", refs))
@@ -323,10 +295,11 @@ class Trainer:
             last_stage = self.cfg.stages[-1]
             self.report("final", self.source(last_stage))
             model_dir, head, sha = self.export()
-        result = TrainResult(self.out, self.ckpt_dir, model_dir, head, self.logger.run_id, final, sha, self.chash,
-                             completed, self.out / RESULT_FILE, history_path,
-                             sha256_file(head) if head is not None else None)
-        atomic_write_json(result.result_path, result.to_json())
+        result = TrainResult(output_dir=self.out, checkpoint_dir=self.ckpt_dir, model_dir=model_dir, value_head_path=head,
+                             mlflow_run_id=self.logger.run_id, final_metrics=final, weights_sha256=sha,
+                             config_hash=self.chash, completed=completed, result_path=self.out / RESULT_FILE,
+                             history_path=history_path, value_head_sha256=sha256_file(head) if head is not None else None)
+        result.write()
         metrics_path = Path(atomic_write_json(self.reports_dir / "final_metrics.json", final))
         for path, where in ((metrics_path, "metrics"), (refs_path, "checkpoints"), (history_path, "metrics"),
                             (result.result_path, None)):
