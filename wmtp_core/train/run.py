@@ -82,9 +82,11 @@ def resolve_resume(resume: str | None, checkpoint_dir: Path, stages: list[str]) 
 
 def load_models(cfg: ResolvedConfig, device: torch.device) -> tuple[Models, Any]:
     from wmtp_core.model.adapter import MetaLlamaMTPAdapter
+    from wmtp_core.model.finetune import apply_finetune
     from wmtp_core.model.value_head import ValueHead
 
     adapter = MetaLlamaMTPAdapter.from_pretrained(cfg.model_dir, device=device)
+    apply_finetune(adapter.model, cfg.model)  # LoRA: peft adapters injected in place (base frozen)
     adapter.model.checkpoint_trunk = cfg.model.activation_checkpointing
     adapter.model.train()
     models = Models(adapter.model)
@@ -219,7 +221,14 @@ class Trainer:
 
     def export(self) -> tuple[Path, Path | None, str]:
         dtype = getattr(torch, self.cfg.model.export_dtype)
-        if wd.is_sharded(self.models.policy):  # gather the full weights onto rank 0; the others write nothing
+        if self.cfg.model.finetune == "lora":  # export base + scaled B @ A in the Meta layout (no adapters)
+            from wmtp_core.model.finetune import merged_model
+
+            state = wd.gather_full_state_dict(self.models.policy)
+            if state is None:
+                return None, None, None
+            self.adapter.model = merged_model(state, self.adapter.args, self.cfg.model.lora)
+        elif wd.is_sharded(self.models.policy):  # gather the full weights onto rank 0; the others write nothing
             plain = wd.unsharded_copy(self.models.policy, lambda: Transformer(self.adapter.args))
             if plain is None:
                 return None, None, None
