@@ -109,7 +109,7 @@ def _build_case(a: argparse.Namespace, case: str):
     from wmtp_core.train.loop import LoopSettings, StageLoop
     from wmtp_core.train.stages import Models, build_strategy, stage2_plan
 
-    experiment = {"verifiable": "verifiable", "rho1": "rho1_weighted"}.get(case, "baseline")
+    experiment = case if case in ("verifiable", "rho1") else "baseline"
     cfg = load_config(CONFIGS / "defaults.yaml", CONFIGS / f"recipe.{experiment}.yaml", None,
                       [f"train.batch_size={a.batch}", "train.grad_accum=1", "train.loss_impl=sequential",
                        f"train.chunk_size={a.chunk_size}", f"rho1.chunk_size={a.chunk_size}"])

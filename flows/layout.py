@@ -7,12 +7,6 @@ from pathlib import Path
 
 from wmtp_core import paths
 
-RECIPES = {"baseline": "recipe.baseline.yaml", "verifiable": "recipe.verifiable.yaml",
-           "rho1": "recipe.rho1_weighted.yaml"}
-CONFIG_EXPERIMENT = {"baseline": "baseline", "verifiable": "verifiable", "rho1": "rho1_weighted"}
-STAGES = {"baseline": ("stage2",), "verifiable": ("stage1", "stage2"), "rho1": ("stage2",)}
-CONFIGS_DIR = paths.REPO_ROOT / "configs"
-
 
 @dataclass(frozen=True)
 class Locations:
@@ -23,7 +17,7 @@ class Locations:
     synthetic_base_dir: Path  # its conversion (kept apart from the real base location)
     micro_dir: Path
     reference_dir: Path  # a converted Rho-1 reference (paths.REFERENCE_MODEL_DIR)
-    micro_reference_dir: Path  # the micro-world Rho-1 reference (a second micro model)
+    micro_reference_dir: Path  # the micro-world Rho-1 reference (paths.MICRO_REFERENCE_DIR)
     runs_dir: Path
     eval_dir: Path
 
@@ -32,15 +26,16 @@ class Locations:
         if storage_root is None:
             storage, models = paths.STORAGE, paths.MODELS_ROOT
             base, micro, ref = paths.BASE_MODEL_DIR, paths.MICRO_MODEL_DIR, paths.REFERENCE_MODEL_DIR
+            micro_ref = paths.MICRO_REFERENCE_DIR
             datasets, runs = paths.DATASETS_ROOT, paths.RUNS_ROOT
         else:
             storage = Path(storage_root).resolve()
             models = storage / "models"
             base, micro = models / paths.BASE_MODEL_DIR.name, models / paths.MICRO_MODEL_DIR.name
-            ref = models / paths.REFERENCE_MODEL_DIR.name
+            ref, micro_ref = models / paths.REFERENCE_MODEL_DIR.name, models / paths.MICRO_REFERENCE_DIR.name
             datasets, runs = storage / "datasets", storage / "runs"
         return cls(storage, datasets, base, storage / "cache" / "synthetic-meta-base",
-                   models / "synthetic-meta-llama-mtp", micro, ref, models / "micro-ref-mtp", runs, runs / "eval")
+                   models / "synthetic-meta-llama-mtp", micro, ref, micro_ref, runs, runs / "eval")
 
     def source_dirs(self, sources: list[str]) -> list[Path]:
         """Every dataset input the prepare step reads (hashed into its cache key): the shipped source files, the

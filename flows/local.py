@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-EXPERIMENTS = ("baseline", "verifiable", "rho1")
 REUSABLE = ("convert-checkpoint", "prepare-validate-datasets", "build-micro")
 # The local smoke run trains on the shipped small MBPP set, whose examples all fit in 640 tokens; the CodeContests
 # rows run to ~2050 tokens (p50 ~880) and make a CPU step minutes long. For the full mix pass
@@ -25,6 +24,8 @@ DEFAULT_OVERRIDES = ["data.sources=[mbpp]", "data.max_len=640"]
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="flows/local.py", description=__doc__.split("\n\n")[0])
+    from wmtp_core.experiments import EXPERIMENTS
+
     p.add_argument("--experiment", choices=(*EXPERIMENTS, "all"), default="all")
     p.add_argument("--preset", default="smoke", help="configs/presets/<name>.yaml (default: smoke)")
     p.add_argument("--base-checkpoint", default=None,
@@ -33,6 +34,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "mps", "auto"))
     p.add_argument("--micro-plan", default="default", choices=("default", "tiny"))
     p.add_argument("--eval-limit", type=int, default=4, help="problems evaluated per experiment")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="training seeds per experiment (default 1: the config's seed; N > 1: run.seed = 0..N-1); "
+                        "the comparison pools them in its bootstrap CIs")
     p.add_argument("--set", dest="overrides", action="append", default=None, metavar="KEY=VALUE",
                    help="`wmtp train --set` override for every stage (repeatable; default: "
                         "data.sources=[mbpp] data.max_len=640, the shipped small MBPP set, which fits)")
@@ -50,13 +54,15 @@ def configure_prefect() -> None:
 
 
 def cache_report(summaries: list) -> list[str]:
+    from flows.report import run_label
+
     lines = []
     for s in summaries:
         states = {r.step: r.state for r in s.steps}
         reused = [step for step in REUSABLE if states.get(step) == "Cached"]
         ran = [r.step for r in s.steps if r.state == "Completed"]
         cached = [r.step for r in s.steps if r.state == "Cached"]
-        lines.append(f"  {s.experiment}: cached {len(cached)} step(s) {cached}; ran {ran}")
+        lines.append(f"  {run_label(s)}: cached {len(cached)} step(s) {cached}; ran {ran}")
         if reused:
             lines.append(f"    cache hit for {', '.join(reused)} (inputs unchanged since an earlier run)")
     return lines
@@ -78,9 +84,10 @@ def ui_help(tracking_uri: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_prefect()
-    from flows.report import comparison_rows, console_table, steps_table
+    from flows.report import comparison_rows, console_table, run_rows, steps_table
     from flows.wmtp import wmtp_compare
     from wmtp_core import paths
+    from wmtp_core.experiments import EXPERIMENTS
     from wmtp_core.tracking.mlflow_backend import resolve_tracking_uri
 
     experiments = list(EXPERIMENTS) if args.experiment == "all" else [args.experiment]
@@ -88,10 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     summaries = wmtp_compare(experiments=experiments, preset=args.preset, base_checkpoint=args.base_checkpoint,
                              device=args.device, eval_limit=args.eval_limit, upload_target=upload,
-                             micro_plan=args.micro_plan, train_overrides=args.overrides or DEFAULT_OVERRIDES)
+                             micro_plan=args.micro_plan, train_overrides=args.overrides or DEFAULT_OVERRIDES,
+                             seeds=args.seeds)
     wall = time.perf_counter() - started
     print("\n=== WMTP comparison ===")
     print(console_table(comparison_rows(summaries)))
+    print("pass@k: mean over problems (and seeds) [bootstrap 95% CI over problems, seeds resampled too]; "
+          "Δ: paired difference to baseline on the same resampled problems; 'not significant': its CI contains 0")
+    print("\n=== Runs ===")
+    print(console_table(run_rows(summaries)))
     print("\n=== Steps ===")
     print(steps_table(summaries))
     print("\n=== Cache ===")
@@ -107,7 +119,7 @@ def write_summary(path: Path, summaries: list, wall: float) -> None:
     from wmtp_core.io import atomic_write_json
 
     atomic_write_json(path, {"wall_s": wall, "experiments": [
-        {"experiment": s.experiment, "flow_run_id": s.flow_run_id, "mlflow_parent_run_id": s.mlflow_parent_run_id,
+        {"experiment": s.experiment, "seed": s.seed, "flow_run_id": s.flow_run_id, "mlflow_parent_run_id": s.mlflow_parent_run_id,
          "pass_at_k": s.pass_at_k, "steps": [{"step": r.step, "state": r.state} for r in s.steps]}
         for s in summaries]})
 

@@ -16,7 +16,7 @@ def _key_metrics(summary: ExperimentSummary) -> dict[str, float]:
 
 
 def summary_markdown(summary: ExperimentSummary, mlflow_url: str, tracking_uri: str) -> str:
-    lines = [f"# WMTP — {summary.experiment}", "",
+    lines = [f"# WMTP — {run_label(summary)}", "",
              f"- Prefect flow run: `{summary.flow_run_id}`",
              f"- MLflow parent run: `{summary.mlflow_parent_run_id}` ({mlflow_url}; store `{tracking_uri}`)",
              f"- Trained model: `{summary.model_dir}`",
@@ -30,10 +30,24 @@ def summary_markdown(summary: ExperimentSummary, mlflow_url: str, tracking_uri: 
     return "\n".join(lines) + "\n"
 
 
+def run_label(summary: ExperimentSummary) -> str:
+    return summary.experiment if summary.seed is None else f"{summary.experiment} s{summary.seed}"
+
+
 def comparison_rows(summaries: list[ExperimentSummary]) -> list[dict[str, str]]:
+    """One row per experiment: pass@k [bootstrap 95% CI], paired difference to baseline and its verdict, weight
+    statistics, critic report (wmtp_core.eval.compare)."""
+    from wmtp_core.eval.compare import comparison_rows as rows_for
+    from wmtp_core.eval.compare_inputs import load_run
+
+    return rows_for([load_run(s.experiment, s.seed, s.eval_results_path, s.run_dirs) for s in summaries])
+
+
+def run_rows(summaries: list[ExperimentSummary]) -> list[dict[str, str]]:
+    """One row per run (experiment x seed): its pass@k, key final metrics, cache use and run ids."""
     rows = []
     for s in summaries:
-        row = {"experiment": s.experiment, **{k: _fmt(v) for k, v in s.pass_at_k.items()},
+        row = {"run": run_label(s), **{k: _fmt(v) for k, v in s.pass_at_k.items()},
                **{k: _fmt(v) for k, v in _key_metrics(s).items()},
                "cached steps": str(sum(r.state == "Cached" for r in s.steps)),
                "mlflow run": s.mlflow_parent_run_id or "-", "flow run": s.flow_run_id or "-"}
@@ -51,6 +65,6 @@ def console_table(rows: list[dict[str, str]]) -> str:
 
 
 def steps_table(summaries: list[ExperimentSummary]) -> str:
-    rows = [{"experiment": s.experiment, "step": r.step, "state": r.state, "note": r.message[:70]}
+    rows = [{"run": run_label(s), "step": r.step, "state": r.state, "note": r.message[:70]}
             for s in summaries for r in s.steps]
     return console_table(rows)

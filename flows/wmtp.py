@@ -12,7 +12,7 @@ logs a nested run, and a markdown artifact summarises metrics, pass@k and where 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -21,9 +21,8 @@ from prefect.runtime import flow_run
 from prefect.states import State
 
 from deployments.blocks import terminate_active_vessl_runs
-from flows.layout import CONFIG_EXPERIMENT, RECIPES, STAGES, Locations
+from flows.layout import Locations
 from flows.report import comparison_rows, summary_markdown
-from tasks import _mlflow
 from tasks._task import result_storage_path, skip
 from tasks.checkpoint import convert_checkpoint, synthetic_base
 from tasks.datasets import prepare_and_validate
@@ -34,11 +33,12 @@ from tasks.training import train_stage
 from tasks.upload import upload_artifacts
 from wmtp_core import paths
 from wmtp_core.data.api import DEFAULT_SOURCES
+from wmtp_core.eval.compare import run_seeds
+from wmtp_core.experiments import EXPERIMENTS, MICRO_REFERENCE_FFN, MICRO_REFERENCE_SEED, ExperimentName, spec
+from wmtp_core.tracking import mlflow_backend as tracking
 from wmtp_core.tracking.mlflow_backend import resolve_tracking_uri
 
-Experiment = Literal["baseline", "verifiable", "rho1"]
 DATA_MAX_TOKENS = 2048
-REFERENCE_FFN = {"default": 512, "tiny": 64}  # the micro-world Rho-1 reference: half the policy's FFN width
 
 
 class Steps:
@@ -81,17 +81,17 @@ def _base_model(loc: Locations, base_checkpoint: str | None, steps: Steps) -> Pr
 
 def _reference(experiment: str, use_micro_model: bool, micro_plan: str, base: Any, loc: Locations,
                steps: Steps) -> Any:
-    if experiment != "rho1":
+    if not EXPERIMENTS[experiment].needs_reference:
         steps.add("build-reference", skip("build-reference", f"{experiment} uses no reference model"))
         return None
     if use_micro_model:  # a half-FFN-width slice of the same base: same tokenizer, a different (weaker) model
         future = build_micro.with_options(name="build-reference").submit(
-            base, str(loc.micro_reference_dir), paths.CODE_TOKENIZER, plan=micro_plan, seed=1,
-            ffn_hidden_dim=REFERENCE_FFN[micro_plan])
+            base, str(loc.micro_reference_dir), paths.CODE_TOKENIZER, plan=micro_plan, seed=MICRO_REFERENCE_SEED,
+            ffn_hidden_dim=MICRO_REFERENCE_FFN[micro_plan])
         return steps.add("build-reference", future)
     if not (loc.reference_dir / "metadata.json").is_file():
-        raise FileNotFoundError(f"{loc.reference_dir}: Rho-1 needs a converted reference model "
-                                "(`wmtp convert-reference`), or run with use_micro_model=True")
+        raise FileNotFoundError(EXPERIMENTS[experiment].missing_reference(loc.reference_dir, False)
+                                + ", or run with use_micro_model=True")
     steps.add("build-reference", skip("build-reference", f"converted reference at {loc.reference_dir}"))
     return model_artifact(loc.reference_dir, "converted reference")
 
@@ -99,7 +99,7 @@ def _reference(experiment: str, use_micro_model: bool, micro_plan: str, base: An
 def train_args(experiment: str, preset: str, use_micro_model: bool, dataset_suffix: str | None, device: str,
                local_paths: dict[str, Path] | None, overrides: list[str] | None = None) -> list[str]:
     """`wmtp train` arguments (config paths relative to the repo root, where every block runs the command)."""
-    args = ["--config", "configs/defaults.yaml", "--recipe", f"configs/{RECIPES[experiment]}", "--preset", preset,
+    args = ["--config", "configs/defaults.yaml", "--recipe", spec(experiment).recipe_arg, "--preset", preset,
             "--device", device]
     if use_micro_model:
         args.append("--use-micro-model")
@@ -115,38 +115,42 @@ def train_args(experiment: str, preset: str, use_micro_model: bool, dataset_suff
 
 @flow(name="wmtp", result_storage=result_storage_path(), log_prints=True,
       on_cancellation=[terminate_active_vessl_runs], on_crashed=[terminate_active_vessl_runs])
-def wmtp(experiment: Experiment = "verifiable", preset: str = "smoke", use_micro_model: bool = True,
+def wmtp(experiment: ExperimentName = "verifiable", preset: str = "smoke", use_micro_model: bool = True,
          dataset_suffix: str | None = "small", base_checkpoint: str | None = None, infrastructure: str = "local",
          device: str = "cpu", eval_dataset: str = "mbpp", eval_limit: int | None = 4, eval_n: int = 1,
          eval_max_new_tokens: int = 64, upload_target: str | None = None, micro_plan: str = "default",
-         train_overrides: list[str] | None = None, storage_root: str | None = None) -> ExperimentSummary:
-    """Run one experiment: data, base/micro model, the experiment's stages, eval, upload."""
-    if experiment not in RECIPES:
-        raise ValueError(f"experiment: expected one of {sorted(RECIPES)}, got {experiment!r}")
+         train_overrides: list[str] | None = None, storage_root: str | None = None,
+         seed: int | None = None) -> ExperimentSummary:
+    """Run one experiment: data, base/micro model, the experiment's stages, eval, upload. `seed` overrides the
+    training seed (`run.seed`) and the eval sampling seed; None keeps the config's (and eval seed 0)."""
+    spec(experiment)  # a ValueError naming the known experiments
     loc, steps, run_id = Locations.under(storage_root), Steps(), str(flow_run.id)
-    parent = _mlflow.start_parent("wmtp", f"{experiment}-{flow_run.name}",
+    label = experiment if seed is None else f"{experiment}-s{seed}"
+    parent = tracking.start_parent("wmtp", f"{label}-{flow_run.name}",
                                   {"prefect.flow_run_id": run_id, "prefect.flow_run_name": str(flow_run.name),
                                    "wmtp.experiment": experiment, "wmtp.preset": preset,
-                                   "wmtp.infrastructure": infrastructure})
+                                   "wmtp.infrastructure": infrastructure, "wmtp.seed": str(seed)})
+    overrides = [*(train_overrides or []), *([f"run.seed={seed}"] if seed is not None else [])]
     try:
         summary = _run(experiment, preset, use_micro_model, dataset_suffix, base_checkpoint, infrastructure, device,
                        eval_dataset, eval_limit, eval_n, eval_max_new_tokens, upload_target, micro_plan,
-                       list(train_overrides or []), loc, steps, parent)
+                       overrides, loc, steps, parent, seed)
     except BaseException:
-        _mlflow.finish(parent, "FAILED")
+        tracking.finish_run(parent, "FAILED")
         raise
-    _mlflow.log_metrics(parent, {**summary.final_metrics, **{f"eval/{k}": v for k, v in summary.pass_at_k.items()}})
-    _mlflow.finish(parent)
-    create_markdown_artifact(summary_markdown(summary, _mlflow.run_url(parent), resolve_tracking_uri(None)),
-                             key=f"wmtp-{experiment}", description=f"WMTP {experiment} summary")
+    tracking.log_run_metrics(parent, {**summary.final_metrics, **{f"eval/{k}": v for k, v in summary.pass_at_k.items()}})
+    tracking.finish_run(parent)
+    create_markdown_artifact(summary_markdown(summary, tracking.run_url(parent), resolve_tracking_uri(None)),
+                             key=f"wmtp-{label}", description=f"WMTP {label} summary")
     return summary
 
 
 def _run(experiment: str, preset: str, use_micro_model: bool, dataset_suffix: str | None,
          base_checkpoint: str | None, infrastructure: str, device: str, eval_dataset: str, eval_limit: int | None,
          eval_n: int, eval_max_new_tokens: int, upload_target: str | None, micro_plan: str,
-         train_overrides: list[str], loc: Locations, steps: Steps, parent: str) -> ExperimentSummary:
-    env = {_mlflow.PARENT_ENV: parent, "MLFLOW_TRACKING_URI": resolve_tracking_uri(None)}
+         train_overrides: list[str], loc: Locations, steps: Steps, parent: str,
+         seed: int | None = None) -> ExperimentSummary:
+    env = {tracking.PARENT_ENV: parent, "MLFLOW_TRACKING_URI": resolve_tracking_uri(None)}
     sources = list(DEFAULT_SOURCES)
     datasets = steps.add("prepare-validate-datasets", prepare_and_validate.submit(
         str(loc.datasets_root), sources, paths.CODE_TOKENIZER, DATA_MAX_TOKENS, loc.source_dirs(sources)))
@@ -167,13 +171,13 @@ def _run(experiment: str, preset: str, use_micro_model: bool, dataset_suffix: st
         if reference is not None:
             local_paths["reference_model_dir"] = _model_dir(reference)
     args = train_args(experiment, preset, use_micro_model, dataset_suffix, device, local_paths, train_overrides)
-    tag = str(flow_run.name or flow_run.id)[:40]
+    tag = str(flow_run.name or flow_run.id)[:40] + ("" if seed is None else f"-s{seed}")
     common = dict(experiment=experiment, infrastructure=infrastructure, runs_dir=str(loc.runs_dir), model=model,
                   datasets=datasets, reference=reference, env=env)
     upstream = None
-    if "stage1" in STAGES[experiment]:
+    if EXPERIMENTS[experiment].needs_stage1:
         upstream = steps.add("stage1", train_stage.with_options(name="stage1").submit(
-            stage="stage1", train_args=[*args, "--set", "stages=[stage1]"], upstream=None,
+            stage="stage1", train_args=[*args, "--stages", "stage1"], upstream=None,
             job_name=f"{experiment}-stage1-{tag}", **common))
     else:
         steps.add("stage1", skip("stage1", f"{experiment} has no value-head pretraining stage"))
@@ -184,8 +188,9 @@ def _run(experiment: str, preset: str, use_micro_model: bool, dataset_suffix: st
     evaluation = None
     if trained.model_dir is not None and trained.model_dir.is_dir():
         out_dir = loc.eval_dir / f"{experiment}-{eval_dataset}-{(trained.weights_sha256 or 'unknown')[:12]}"
+        out_dir = out_dir if seed is None else out_dir.with_name(f"{out_dir.name}-s{seed}")
         evaluation = steps.add("evaluate", evaluate.submit(
-            stage2, eval_dataset, eval_n, [1], eval_limit, str(out_dir), eval_max_new_tokens, 0.2, 0, device,
+            stage2, eval_dataset, eval_n, [1], eval_limit, str(out_dir), eval_max_new_tokens, 0.2, seed or 0, device,
             parent_run_id=parent)).result()
     else:
         steps.add("evaluate", skip("evaluate", f"trained model {trained.model_dir} is not on this machine"))
@@ -193,8 +198,10 @@ def _run(experiment: str, preset: str, use_micro_model: bool, dataset_suffix: st
         steps.add("upload-artifacts", upload_artifacts.submit(stage2, evaluation, upload_target, parent)).result()
     else:
         steps.add("upload-artifacts", skip("upload-artifacts", "no upload_target given"))
+    run_dirs = [*([upstream.result().output_dir] if upstream is not None else []), trained.output_dir]
     return ExperimentSummary(experiment, str(flow_run.id), parent, steps.records(), trained.final_metrics,
-                             evaluation.pass_at_k if evaluation else {}, trained.model_dir, upload_target)
+                             evaluation.pass_at_k if evaluation else {}, trained.model_dir, upload_target, seed,
+                             evaluation.results_path if evaluation else None, run_dirs)
 
 
 def _model_dir(handle: Any) -> Path:
@@ -202,22 +209,23 @@ def _model_dir(handle: Any) -> Path:
 
 
 @flow(name="wmtp-compare", result_storage=result_storage_path(), log_prints=True)
-def wmtp_compare(experiments: list[Experiment] | None = None, preset: str = "smoke", use_micro_model: bool = True,
+def wmtp_compare(experiments: list[ExperimentName] | None = None, preset: str = "smoke", use_micro_model: bool = True,
                  dataset_suffix: str | None = "small", base_checkpoint: str | None = None,
                  infrastructure: str = "local", device: str = "cpu", eval_dataset: str = "mbpp",
                  eval_limit: int | None = 4, upload_target: str | None = None, micro_plan: str = "default",
-                 train_overrides: list[str] | None = None,
-                 storage_root: str | None = None) -> list[ExperimentSummary]:
-    """Run several experiments one after another (each a `wmtp` subflow) and publish a comparison table."""
+                 train_overrides: list[str] | None = None, storage_root: str | None = None,
+                 seeds: int = 1) -> list[ExperimentSummary]:
+    """Run several experiments one after another (each a `wmtp` subflow), each under `seeds` training seeds,
+    and publish a comparison table (pass@k with bootstrap CIs, paired differences to Baseline, verdicts)."""
     summaries = [wmtp(experiment=e, preset=preset, use_micro_model=use_micro_model, dataset_suffix=dataset_suffix,
                       base_checkpoint=base_checkpoint, infrastructure=infrastructure, device=device,
                       eval_dataset=eval_dataset, eval_limit=eval_limit, upload_target=upload_target,
-                      micro_plan=micro_plan, train_overrides=train_overrides, storage_root=storage_root)
-                 for e in (experiments or list(RECIPES))]
-    if len(summaries) > 1:
-        create_table_artifact(comparison_rows(summaries), key="wmtp-comparison",
-                              description="WMTP experiments side by side")
+                      micro_plan=micro_plan, train_overrides=train_overrides, storage_root=storage_root, seed=s)
+                 for e in (experiments or list(EXPERIMENTS)) for s in run_seeds(seeds)]
+    create_table_artifact(comparison_rows(summaries), key="wmtp-comparison",
+                          description="WMTP experiments side by side: pass@k [bootstrap 95% CI], paired "
+                                      "difference to baseline, weight statistics, critic report")
     return summaries
 
 
-__all__ = ["wmtp", "wmtp_compare", "train_args", "CONFIG_EXPERIMENT"]
+__all__ = ["wmtp", "wmtp_compare", "train_args"]

@@ -40,7 +40,7 @@ BACKOFF_BASE_S: dict[Kind, float] = {"compute": 0.0, "io": 2.0, "remote": 10.0}
 PERMANENT_OS_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
-def is_transient(kind: Kind, exc: BaseException, give_up_on: tuple[type[BaseException], ...] = ()) -> bool:
+def is_retryable(kind: Kind, exc: BaseException, give_up_on: tuple[type[BaseException], ...] = ()) -> bool:
     if isinstance(exc, give_up_on):
         return False
     if kind == "io":
@@ -53,7 +53,7 @@ def is_transient(kind: Kind, exc: BaseException, give_up_on: tuple[type[BaseExce
 def _retry_condition(kind: Kind, give_up_on: tuple[type[BaseException], ...]) -> Callable[..., bool]:
     def should_retry(task: Any, task_run: Any, state: State) -> bool:
         exc = state.data if isinstance(state.data, BaseException) else None
-        return exc is None or is_transient(kind, exc, give_up_on)
+        return exc is None or is_retryable(kind, exc, give_up_on)
 
     return should_retry
 

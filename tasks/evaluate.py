@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks import _mlflow
 from tasks._task import wmtp_task
 from tasks.results import EvalSummary, StageResult
+from wmtp_core.tracking import mlflow_backend as tracking
 
 
 @wmtp_task("evaluate", cache_exclude=("parent_run_id",))
@@ -20,7 +20,7 @@ def evaluate(stage: StageResult, dataset: str, n: int, ks: list[int], limit: int
     result = run_eval(stage.model_dir, dataset, n=n, ks=ks, limit=limit, out_dir=Path(out_dir),
                       temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, device=device)
     pass_at_k = {str(k): float(v) for k, v in result.pass_at_k.items()}
-    run_id = _mlflow.child_run(parent_run_id, f"{stage.experiment}-eval-{dataset}", pass_at_k,
+    run_id = tracking.child_run(parent_run_id, f"{stage.experiment}-eval-{dataset}", pass_at_k,
                                {"dataset": dataset, "n": n, "limit": limit, "max_new_tokens": max_new_tokens,
                                 "model_dir": str(stage.model_dir)},
                                {"wmtp.step": "evaluate", "wmtp.trained_run_id": stage.mlflow_run_id or ""})

@@ -94,6 +94,9 @@ class ExperimentSummary:
     pass_at_k: dict[str, float] = field(default_factory=dict)
     model_dir: Path | None = None
     upload_target: str | None = None
+    seed: int | None = None  # the training seed override (`run.seed`); None: the config's
+    eval_results_path: Path | None = None  # the eval's results.jsonl (per-sample verdicts); None: not evaluated
+    run_dirs: list[Path] = field(default_factory=list)  # training output dirs on this machine, Stage 1's first
 
 
 def model_artifact(model_dir: Path, message: str = "") -> ModelArtifact:

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from deployments.blocks import JobFailed
-from tasks import _mlflow
 from tasks._task import wmtp_task
 from tasks.results import DatasetsArtifact, ModelArtifact, StageResult
+from wmtp_core.tracking import mlflow_backend as tracking
 from wmtp_core.vessl_client.outputs import OutputsNotFetched, fetch_run_outputs
 
 
@@ -90,7 +90,7 @@ def train_stage(stage: str, experiment: str, infrastructure: str, runs_dir: str,
         result = StageResult(stage, experiment, out, _path(r.get("model_dir")), _path(r.get("value_head_path")),
                              _last_checkpoint(out, stage), r.get("mlflow_run_id"), metrics, r.get("weights_sha256"),
                              infrastructure)
-    _record_provenance(result, r.get("config_hash"), model, datasets, reference, env.get(_mlflow.PARENT_ENV))
+    _record_provenance(result, r.get("config_hash"), model, datasets, reference, env.get(tracking.PARENT_ENV))
     return result
 
 
@@ -111,4 +111,4 @@ def _record_provenance(result: StageResult, config_hash: str | None, model: Mode
     if result.output_dir.is_dir():
         write_provenance(result.output_dir, record)
     if result.mlflow_run_id:
-        _mlflow.set_tags(result.mlflow_run_id, mlflow_tags(record))
+        tracking.set_run_tags(result.mlflow_run_id, mlflow_tags(record))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from tasks import _mlflow
 from tasks._task import wmtp_task
 from tasks.results import EvalSummary, StageResult, UploadReceipt
+from wmtp_core.tracking import mlflow_backend as tracking
 
 
 @wmtp_task("upload-artifacts", kind="io", cache=False)
@@ -16,7 +16,7 @@ def upload_artifacts(stage: StageResult, evaluation: EvalSummary | None, target:
     sources += [p.parent for p in ((evaluation.results_path,) if evaluation and evaluation.results_path else ())]
     report = upload(sources, target)
     if parent_run_id:
-        _mlflow.set_tags(parent_run_id, {"wmtp.upload.target": report.target,
+        tracking.set_run_tags(parent_run_id, {"wmtp.upload.target": report.target,
                                          "wmtp.upload.files": str(len(report.sha256))})
     return UploadReceipt(report.target, report.manifest_path, len(report.uploaded), report.bytes_uploaded,
                          len(report.skipped))

@@ -1,5 +1,7 @@
 """Typed run configuration: defaults.yaml, then a recipe, then a preset, then `--set a.b=c` overrides.
 
+The experiment's stages default to its registry entry (wmtp_core/experiments.py); a preset only shrinks a run.
+
 Each layer is a partial mapping; layers are deep-merged (mappings merge key by key, lists and scalars replace)
 and the result is validated once into `ResolvedConfig` (pydantic, extra="forbid" everywhere). A validation error
 names the YAML file (or `--set`) that supplied the offending field, the dotted field path and the reason.
@@ -17,10 +19,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from wmtp_core import paths
+from wmtp_core.experiments import EXPERIMENTS, ExperimentName, StageName, check_stages
 from wmtp_core.weighting.strategies import Rho1Config, VerifiableConfig
-
-Experiment = Literal["baseline", "verifiable", "rho1_weighted"]
-StageName = Literal["stage1", "stage2"]
 
 
 class Strict(BaseModel):
@@ -39,7 +39,8 @@ class PathsConfig(Strict):
     datasets_root: Path | None = None  # None -> paths.DATASETS_ROOT
     base_model_dir: Path | None = None  # None -> paths.BASE_MODEL_DIR
     micro_model_dir: Path | None = None  # None -> paths.MICRO_MODEL_DIR
-    reference_model_dir: Path | None = None  # None -> paths.REFERENCE_MODEL_DIR (Rho-1 only)
+    # Rho-1 only. None -> paths.MICRO_REFERENCE_DIR with model.use_micro_model, else paths.REFERENCE_MODEL_DIR
+    reference_model_dir: Path | None = None
 
 
 LoraTarget = Literal["wq", "wk", "wv", "wo", "w1", "w2", "w3"]
@@ -96,10 +97,15 @@ class TrainConfig(Strict):
     loss_impl: Literal["naive", "sequential"] = "sequential"
     chunk_size: int = Field(1024, ge=1)  # tokens per output-projection chunk in the sequential loss
     head_coefs: list[float] | None = None  # per-head loss coefficients; None -> all 1.0
+    head_reduction: Literal["sum", "mean"] = "sum"  # over the MTP heads: sum (the MTP paper) or mean (sum / F)
     checkpoint_every: int = Field(100, ge=1)  # optimizer steps
     keep_checkpoints: int = Field(2, ge=1)  # newest checkpoints kept per stage
     log_every: int = Field(1, ge=1)
     progress_bar: bool = True
+    # Before each checkpoint: the trainable parameters' L2 norm must stay within this factor of its value at the
+    # start of the stage (sane fine-tuning moves it by a few percent; a diverged update by orders of magnitude);
+    # None checks finiteness only
+    max_param_norm_ratio: float | None = Field(100.0, gt=1)
     # CPU only: fixed glibc mmap threshold (MiB) so freed activations return to the OS — lower peak RSS, slower
     # steps (wmtp_core/train/allocator.py); None keeps glibc's default
     cpu_mmap_threshold_mb: float | None = Field(None, gt=0)
@@ -124,8 +130,8 @@ class LoggingConfig(Strict):
 
 
 class ResolvedConfig(Strict):
-    experiment: Experiment
-    stages: list[StageName] = Field(min_length=1)
+    experiment: ExperimentName
+    stages: list[StageName] = Field(min_length=1)  # default: the experiment's stages (wmtp_core/experiments.py)
     run: RunConfig = RunConfig()
     paths: PathsConfig = PathsConfig()
     model: ModelConfig = ModelConfig()
@@ -138,19 +144,25 @@ class ResolvedConfig(Strict):
     logging: LoggingConfig = LoggingConfig()
     sources: dict[str, str] = Field(default_factory=dict)  # layer name -> file path, for provenance
 
+    @model_validator(mode="before")
+    @classmethod
+    def _registry_stages(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "stages" not in data and data.get("experiment") in EXPERIMENTS:
+            return {**data, "stages": list(EXPERIMENTS[data["experiment"]].stages)}
+        return data
+
     @model_validator(mode="after")
     def _stages_fit_experiment(self) -> ResolvedConfig:
-        if "stage1" in self.stages and self.experiment != "verifiable":
-            raise ValueError(f"stages: stage1 (value-head pretraining) only applies to 'verifiable', "
-                             f"not {self.experiment!r}")
-        if len(set(self.stages)) != len(self.stages) or sorted(self.stages) != self.stages:
-            raise ValueError(f"stages: must be unique and ordered stage1, stage2; got {self.stages}")
+        problems = check_stages(self.experiment, self.stages)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def resolved_path(self, name: str) -> Path:
         """A storage location with its paths.py default applied."""
+        reference = paths.MICRO_REFERENCE_DIR if self.model.use_micro_model else paths.REFERENCE_MODEL_DIR
         defaults = {"datasets_root": paths.DATASETS_ROOT, "base_model_dir": paths.BASE_MODEL_DIR,
-                    "micro_model_dir": paths.MICRO_MODEL_DIR, "reference_model_dir": paths.REFERENCE_MODEL_DIR}
+                    "micro_model_dir": paths.MICRO_MODEL_DIR, "reference_model_dir": reference}
         value = getattr(self.paths, name)
         return Path(value) if value is not None else defaults[name]
 
@@ -242,28 +254,7 @@ def _explain(exc: ValidationError, layers: list[tuple[str, dict[str, Any]]]) -> 
     return "invalid config:\n  " + "\n  ".join(lines)
 
 
-def _expand_by_experiment(layers: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
-    """A layer's `by_experiment: {<experiment>: {...}}` applies right after that layer, for that experiment only."""
-    plain = [(name, {k: v for k, v in tree.items() if k != "by_experiment"}) for name, tree in layers]
-    experiment: Any = None
-    for _, tree in plain:
-        experiment = tree.get("experiment", experiment)
-    out: list[tuple[str, dict[str, Any]]] = []
-    for (name, tree), (_, clean) in zip(layers, plain):
-        out.append((name, clean))
-        extra = tree.get("by_experiment") or {}
-        if not isinstance(extra, dict) or not all(isinstance(v, dict) for v in extra.values()):
-            raise ConfigError(f"{name}: field by_experiment: must map an experiment name to a mapping")
-        unknown = sorted(set(extra) - {"baseline", "verifiable", "rho1_weighted"})
-        if unknown:
-            raise ConfigError(f"{name}: field by_experiment: unknown experiment(s) {unknown}")
-        if experiment in extra:
-            out.append((f"{name} (by_experiment.{experiment})", extra[experiment]))
-    return out
-
-
 def resolve_layers(layers: list[tuple[str, dict[str, Any]]]) -> ResolvedConfig:
-    layers = _expand_by_experiment(layers)
     merged: dict[str, Any] = {}
     for _, tree in layers:
         merged = deep_merge(merged, tree)

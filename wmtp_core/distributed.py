@@ -264,12 +264,6 @@ def clip_grad_norm(params: Iterable[nn.Parameter], max_norm: float) -> float:
     return float(total)
 
 
-def set_grad_sync(model: nn.Module, enabled: bool) -> None:
-    """Gradient accumulation without communication: disable before all but the last micro-batch's backward."""
-    if is_sharded(model):
-        model.set_requires_gradient_sync(enabled)
-
-
 def gather_full_state_dict(model: nn.Module) -> dict[str, torch.Tensor] | None:
     """Full (unsharded) fp32-or-param-dtype state dict on CPU at rank 0, None on other ranks. All ranks call."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict

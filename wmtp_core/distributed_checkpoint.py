@@ -12,8 +12,6 @@ a directory that exists is complete.
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -37,7 +35,14 @@ from wmtp_core.distributed import (
     is_main,
     reshard,
 )
-from wmtp_core.io import atomic_write_bytes, atomic_write_json, read_json, sha256_file
+from wmtp_core.io import (
+    atomic_write_bytes,
+    atomic_write_json,
+    install_path,
+    read_json,
+    remove_path,
+    sha256_file,
+)
 
 DCP_DIR = "dcp"
 STATE_FILE = "state.pt"
@@ -57,7 +62,7 @@ def save_distributed_checkpoint(target: str | Path, modules: Mapping[str, nn.Mod
     target = Path(target)
     partial = target.with_name(f".{target.name}.partial")
     if is_main():
-        _remove(partial)
+        remove_path(partial)
         partial.mkdir(parents=True)
     barrier()
     container = nn.ModuleDict(dict(modules))
@@ -65,7 +70,7 @@ def save_distributed_checkpoint(target: str | Path, modules: Mapping[str, nn.Mod
         dcp.save(_tensor_state(container, optimizer), checkpoint_id=partial / DCP_DIR, no_dist=not is_initialized())
     if is_main():
         _write_rank0_files(partial, list(modules), optimizer is not None, state or {}, manifest_extra or {})
-        _install(partial, target)
+        install_path(partial, target)
     barrier()
     return target
 
@@ -149,24 +154,6 @@ def _read_state(target: Path, manifest: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"{path}: SHA256 {digest} does not match {MANIFEST_FILE} ({manifest['state_sha256']})")
     # Our own file written by rank 0; full unpickling (RNG states are Python objects) is intended.
     return torch.load(path, map_location="cpu", weights_only=False)
-
-
-def _install(partial: Path, target: Path) -> None:
-    if target.exists():
-        old = target.with_name(f".{target.name}.old")
-        _remove(old)
-        os.replace(target, old)
-        os.replace(partial, target)
-        _remove(old)
-    else:
-        os.replace(partial, target)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
 
 
 def export_full_safetensors(model: nn.Module, path: str | Path, dtype: torch.dtype | None = None) -> Path | None:

@@ -1,7 +1,9 @@
 """Atomic file writes, JSON reading and SHA256 hashing shared by every package.
 
 Every output is written to a temporary sibling first and moved into place with `os.replace`, so a reader
-never sees a half-written file and an interrupted write leaves the old file (or nothing) behind.
+never sees a half-written file and an interrupted write leaves the old file (or nothing) behind. Before the
+rename every file (and, for a directory, every directory) of the new output is fsynced, and after it the parent
+directory, so a power loss cannot leave a renamed-in-place output whose contents never reached the disk.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +74,12 @@ def read_json(path: str | Path, error: Callable[[str], BaseException] = ValueErr
     return value
 
 
+def field_error(exc: Any) -> str:
+    """`field <dotted.loc>: <message>` of the first error of a pydantic ValidationError (for "<file>: ..." messages)."""
+    first = exc.errors()[0]
+    return f"field {'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+
+
 def sha256_file(path: str | Path) -> str:
     """Hex SHA256 of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()
@@ -98,26 +106,48 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     tmp.rmdir()  # the caller creates a file or a directory here
     try:
         yield tmp
-        _install(tmp, path)
+        install_path(tmp, path)
     finally:
-        _remove(tmp)
+        remove_path(tmp)
 
 
-def _install(tmp: Path, path: Path) -> None:
+def fsync_path(path: str | Path) -> None:
+    """fsync one file or directory (a directory's fsync makes the names in it durable)."""
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if Path(path).is_dir() else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(path: str | Path) -> None:
+    """fsync every file and directory under `path` (files first, each directory after its contents)."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        for child in sorted(path.iterdir()):
+            fsync_tree(child)
+    if path.is_file() or (path.is_dir() and not path.is_symlink()):
+        fsync_path(path)
+
+
+def install_path(tmp: Path, path: Path) -> None:
+    """Move a finished file or directory `tmp` to `path`; an existing directory is swapped out, then deleted."""
     if not tmp.exists():
         raise FileNotFoundError(f"{path}: nothing was written to the temporary path {tmp}")
     if tmp.is_dir():
         default_mode(tmp)  # mkdtemp-style private permissions are not wanted on the installed directory
+    fsync_tree(tmp)  # contents durable before the rename makes them visible under the final name
     if tmp.is_dir() and path.exists():
         old = path.with_name(f".{path.name}.old-{os.getpid()}")
         os.replace(path, old)
         os.replace(tmp, path)
-        _remove(old)
+        remove_path(old)
     else:
         os.replace(tmp, path)
+    fsync_path(path.parent)  # the rename itself
 
 
-def _remove(path: Path) -> None:
+def remove_path(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     elif path.exists() or path.is_symlink():
@@ -128,8 +158,6 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     with atomic_output(path) as tmp:
         with open(tmp, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
     return Path(path)
 
 
@@ -142,8 +170,8 @@ def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 2, sort_k
     return atomic_write_text(path, text)
 
 
-def atomic_copy(src: str | Path, dst: str | Path) -> Path:
-    """Copy a file atomically (content and mode)."""
-    with atomic_output(dst) as tmp:
-        shutil.copyfile(src, tmp)
-    return Path(dst)
+def atomic_write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
+    """One compact JSON object per line (UTF-8 kept, keys in insertion order), written atomically; the row count."""
+    rows = list(rows)
+    atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    return len(rows)

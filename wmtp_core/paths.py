@@ -20,4 +20,5 @@ MISTRAL_TOKENIZER = TOKENIZERS_ROOT / "mistral-v1-32000.model"
 BASE_MODEL_DIR = MODELS_ROOT / "meta-llama-mtp"
 MICRO_MODEL_DIR = MODELS_ROOT / "micro-mtp"
 REFERENCE_MODEL_DIR = MODELS_ROOT / "ref-sheared-llama-2.7b"
+MICRO_REFERENCE_DIR = MODELS_ROOT / "micro-ref-mtp"  # the micro-world Rho-1 reference (`wmtp build-micro --reference`)
 REWARD_MODEL_DIR = MODELS_ROOT / "starling-rm-7b"

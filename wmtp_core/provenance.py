@@ -9,11 +9,10 @@ MLflow run ids. The same keys are set as MLflow tags on the stage runs (`wmtp.*`
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from wmtp_core.io import atomic_write_json
+from wmtp_core.io import atomic_write_json, read_json
 
 PROVENANCE_NAME = "provenance.json"
 MAX_DEPTH = 8
@@ -56,13 +55,7 @@ def mlflow_tags(record: dict[str, Any]) -> dict[str, str]:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object")
-    return data
+    return read_json(path, missing=lambda p: FileNotFoundError(f"{p}: not found"), expect=dict)
 
 
 def _find_upwards(start: Path, name: str) -> Path | None:

@@ -130,16 +130,6 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def install_log_redaction(logger: logging.Logger | None = None) -> RedactingFilter:
-    """Attach a `RedactingFilter` to `logger` (root by default) and to each of its handlers."""
-    target = logger or logging.getLogger()
-    flt = RedactingFilter()
-    target.addFilter(flt)
-    for handler in target.handlers:
-        handler.addFilter(flt)
-    return flt
-
-
 class RedactedError(RuntimeError):
     """An exception whose text was redacted; raised in place of one that might carry a secret."""
 

@@ -19,10 +19,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wmtp_core.io import atomic_output, atomic_write_json, read_json, sha256_file
-from wmtp_core.vessl_client.sync import MANIFEST_NAME, FileEntry, scan_sources
-
-MANIFEST_VERSION = 1
+from wmtp_core.io import atomic_output, atomic_write_text, read_json, sha256_file
+from wmtp_core.vessl_client.manifest import MANIFEST_NAME, manifest_files, manifest_text
+from wmtp_core.vessl_client.sync import FileEntry, scan_sources
 
 
 class UploadError(RuntimeError):
@@ -56,11 +55,7 @@ def read_local_manifest(root: Path) -> dict[str, dict]:
     path = root / MANIFEST_NAME
     if not path.is_file():
         return {}
-    data = read_json(path, UploadError, expect=dict)
-    files = data.get("files")
-    if data.get("version") != MANIFEST_VERSION or not isinstance(files, dict):
-        raise UploadError(f"{path}: field version/files: expected version {MANIFEST_VERSION} and a files mapping")
-    return files
+    return manifest_files(read_json(path, UploadError, expect=dict), str(path), UploadError)
 
 
 def _unchanged(root: Path, entry: FileEntry, manifest: dict[str, dict]) -> bool:
@@ -88,11 +83,11 @@ def _upload_local(entries: list[FileEntry], root: Path, echo: Callable[[str], No
             continue
         _copy_verified(entry, root / entry.rel)
         manifest[entry.rel] = {"sha256": entry.sha256, "size": entry.size}
-        atomic_write_json(root / MANIFEST_NAME, {"version": MANIFEST_VERSION, "files": manifest}, sort_keys=True)
+        atomic_write_text(root / MANIFEST_NAME, manifest_text(manifest))
         report.uploaded.append(entry.rel)
         report.bytes_uploaded += entry.size
     if not (root / MANIFEST_NAME).is_file():
-        atomic_write_json(root / MANIFEST_NAME, {"version": MANIFEST_VERSION, "files": manifest}, sort_keys=True)
+        atomic_write_text(root / MANIFEST_NAME, manifest_text(manifest))
     echo(f"{len(report.uploaded)} uploaded, {len(report.skipped)} unchanged (skipped) -> {root}")
     return report
 

@@ -16,8 +16,8 @@ from wmtp_core.data.collate import MTPCollator, encode_example
 from wmtp_core.data.errors import DatasetError
 from wmtp_core.data.layout import SourceLayout
 from wmtp_core.data.loading import load_processed
-from wmtp_core.data.manifest import sha256_file
 from wmtp_core.data.schema import round_of
+from wmtp_core.io import sha256_file
 
 SOURCES = ["codecontests", "mbpp", "humaneval"]
 

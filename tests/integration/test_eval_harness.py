@@ -9,7 +9,7 @@ import pytest
 
 from tests.fixtures.models import tiny_model_dir
 from wmtp_core.cli import main
-from wmtp_core.eval.harness import build_prompt, evaluate, pass_counts
+from wmtp_core.eval.harness import eval_prompt, evaluate, pass_counts
 from wmtp_core.eval.passk import mean_pass_at_k
 from wmtp_core.eval.problems import load_problems
 
@@ -56,7 +56,7 @@ def test_training_prompt_is_used_for_mbpp_and_codecontests(tmp_path: Path) -> No
     tokenizer = Tokenizer(paths.MISTRAL_TOKENIZER)
     for dataset in ("mbpp", "codecontests"):
         problem = load_problems(dataset, limit=1)[0]
-        prompt = build_prompt(problem, tokenizer, 4096)
+        prompt = eval_prompt(problem, tokenizer, 4096)
         assert prompt.startswith("### Instruction:\n") and prompt.endswith("### Response:\n")
-        short = build_prompt(problem, tokenizer, 120)
+        short = eval_prompt(problem, tokenizer, 120)
         assert len(short) < len(prompt) or len(tokenizer.encode(prompt, bos=True)) <= 120

@@ -54,6 +54,24 @@ def test_full_verification_catches_corruption_that_keeps_size_and_mtime(model_di
         verify_model_dir(model_dir, full=True)
 
 
+def test_loading_hashes_in_full_despite_a_warm_cache(model_dir: Path) -> None:
+    """Bit rot keeps size and mtime: the fast cache would accept it, loading for train/eval must not."""
+    verify_model_dir(model_dir, full=False)  # cache warm for every file
+    _flip_byte(ModelLayout(model_dir).weights_file, keep_mtime=True)
+    assert verify_model_dir(model_dir, full=False).hashed == []  # the cache cannot tell
+    with pytest.raises(ChecksumMismatch, match=r"model.safetensors: SHA256 .* corrupted"):
+        MetaLlamaMTPAdapter.from_pretrained(model_dir)
+
+
+def test_cli_eval_on_corrupted_model_is_a_clean_error(model_dir: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    _flip_byte(ModelLayout(model_dir).weights_file)
+    code = main(["eval", "--model", str(model_dir), "--dataset", "humaneval", "--n", "1", "--k", "1",
+                 "--limit", "1", "--out", str(tmp_path / "eval")])
+    err = capsys.readouterr().err
+    assert code == 1 and "error: " in err and "model.safetensors: SHA256" in err and "Traceback" not in err
+
+
 def test_truncated_missing_and_unlisted_files(model_dir: Path) -> None:
     layout = ModelLayout(model_dir)
     layout.params_json.write_text(layout.params_json.read_text()[:-5])

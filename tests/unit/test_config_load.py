@@ -15,7 +15,7 @@ PRESETS = sorted(p.stem for p in (CONFIGS / "presets").glob("*.yaml"))
 
 def test_shipped_files_exist() -> None:
     assert {p.name for p in RECIPES} == {"recipe.baseline.yaml", "recipe.verifiable.yaml",
-                                         "recipe.rho1_weighted.yaml"}
+                                         "recipe.rho1.yaml"}
     assert {"local-light", "smoke"} <= set(PRESETS)
 
 
@@ -27,12 +27,24 @@ def test_every_shipped_combination_validates(recipe: Path, preset: str | None) -
     assert cfg.optim.betas == (0.9, 0.95) and cfg.optim.weight_decay == 0.1 and cfg.optim.grad_clip == 1.0
 
 
-def test_local_light_is_batch_one_tenth_epoch_and_stage1_only_for_verifiable() -> None:
+def test_presets_shrink_runs_and_the_registry_decides_stages() -> None:
     ver = load_config(DEFAULTS, CONFIGS / "recipe.verifiable.yaml", "local-light")
-    base = load_config(DEFAULTS, CONFIGS / "recipe.baseline.yaml", "local-light")
-    assert ver.train.batch_size == 1 and ver.train.epochs == 0.1 and ver.stages == ["stage1"]
-    assert base.stages == ["stage2"]
-    assert load_config(DEFAULTS, CONFIGS / "recipe.verifiable.yaml", "smoke").stages == ["stage1", "stage2"]
+    assert ver.train.batch_size == 1 and ver.train.epochs == 0.1
+    expected = {"baseline": ["stage2"], "verifiable": ["stage1", "stage2"], "rho1": ["stage2"]}  # design table
+    for name, stages in expected.items():
+        for preset in [None, *PRESETS]:
+            assert load_config(DEFAULTS, CONFIGS / f"recipe.{name}.yaml", preset).stages == stages, (name, preset)
+    # the design's laptop run of verifiable (Stage 1 only) is an explicit stage choice, not a preset rule
+    assert load_config(DEFAULTS, CONFIGS / "recipe.verifiable.yaml", "local-light", ["stages=[stage1]"]).stages == [
+        "stage1"]
+
+
+def test_old_experiment_spelling_is_rejected(tmp_path: Path) -> None:
+    recipe = tmp_path / "recipe.old.yaml"
+    recipe.write_text("experiment: rho1_weighted\n")
+    with pytest.raises(ConfigError, match=r"recipe.old.yaml: field experiment: Input should be 'baseline', "
+                                          r"'verifiable' or 'rho1'"):
+        load_config(DEFAULTS, recipe)
 
 
 def test_merge_order_defaults_recipe_preset_overrides(tmp_path: Path) -> None:
@@ -73,8 +85,10 @@ def test_invalid_yaml_reports_line(tmp_path: Path) -> None:
 
 
 def test_stage1_rejected_outside_verifiable() -> None:
-    with pytest.raises(ConfigError, match="stage1"):
+    with pytest.raises(ConfigError, match="stage1 not a stage of 'baseline'"):
         load_config(DEFAULTS, CONFIGS / "recipe.baseline.yaml", None, ["stages=[stage1, stage2]"])
+    with pytest.raises(ConfigError, match="in the order stage1, stage2"):
+        load_config(DEFAULTS, CONFIGS / "recipe.verifiable.yaml", None, ["stages=[stage2, stage1]"])
 
 
 def test_missing_preset_named() -> None:

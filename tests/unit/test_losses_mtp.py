@@ -236,3 +236,39 @@ def test_zero_weight_tokens_skip_gradient_work_but_keep_loss_grads_and_ce(kind: 
     wt = target_weights(w0, 3)
     live = [int(((batch["labels"][..., k] != -100) & (wt[..., k] != 0)).sum()) for k in range(3)]
     assert fused_rows == live  # gradient work only on labelled rows with a non-zero weight
+
+
+@pytest.mark.parametrize("impl", ["naive", "sequential"])
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_head_reduction_matches_per_head_reference(impl: str, reduction: str) -> None:
+    """sum: the MTP paper's sum over heads of each head's weighted CE per predicting position; mean: that / F."""
+    model = tiny_transformer(n_future=3)
+    batch = ragged_batch(3, 12, 3, seed=11)
+    w = torch.rand(3, 12, generator=torch.Generator().manual_seed(2)) * 2
+    labels = batch["labels"]
+    positions = int((labels[..., 0] != -100).sum())  # D: positions with a next-token label
+    logits = model(batch["input_ids"], n_heads=3)  # (B, S, F, V): the plain model forward
+    per_head = []
+    for k in range(3):
+        total = torch.zeros(())
+        for b in range(3):
+            for t in range(12):
+                label = int(labels[b, t, k])
+                if label != -100:
+                    total = total - w[b, t + k + 1] * torch.log_softmax(logits[b, t, k].float(), -1)[label]
+        per_head.append(total / positions)
+    ref = sum(per_head) if reduction == "sum" else sum(per_head) / 3
+    model.zero_grad(set_to_none=True)
+    ref.backward()
+    ref_grads = _grads(model)
+    model.zero_grad(set_to_none=True)
+    out = weighted_mtp_loss(model, model.trunk_forward(batch["input_ids"]), labels, w,
+                            count_valid_labels(labels[..., 0]), impl=impl, chunk_size=5, head_reduction=reduction)
+    out.backward()
+    assert out.loss.item() == pytest.approx(ref.item(), rel=1e-5)
+    got = _grads(model)
+    assert set(got) == set(ref_grads)
+    assert max(_rel(got[n], ref_grads[n]) for n in ref_grads) < 1e-4
+    with pytest.raises(ValueError, match="head_reduction"):
+        weighted_mtp_loss(model, model.trunk_forward(batch["input_ids"]), labels, w, 1.0,
+                          head_reduction="max")  # type: ignore[arg-type]

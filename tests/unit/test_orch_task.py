@@ -10,7 +10,7 @@ import pytest
 from fixtures.orch import bump, in_isolated_process, prefect_server, run_isolated, task_runs
 
 from tasks._fingerprint import digest, fingerprint
-from tasks._task import CONTENT_INPUTS, RETRIES, is_transient, skip, wmtp_task
+from tasks._task import CONTENT_INPUTS, RETRIES, is_retryable, skip, wmtp_task
 from wmtp_core import paths
 
 
@@ -85,12 +85,12 @@ class JobExited(RuntimeError):
 
 
 def test_only_transient_failures_are_retried() -> None:
-    assert is_transient("io", ConnectionResetError()) and is_transient("io", TimeoutError())
-    assert not is_transient("io", FileNotFoundError()) and not is_transient("io", ValueError())
-    assert is_transient("remote", RuntimeError("run preempted"))
-    assert not is_transient("remote", JobExited("exit 1"), give_up_on=(JobExited,))
-    assert not is_transient("remote", ValueError("bad config"))
-    assert not is_transient("compute", OSError())
+    assert is_retryable("io", ConnectionResetError()) and is_retryable("io", TimeoutError())
+    assert not is_retryable("io", FileNotFoundError()) and not is_retryable("io", ValueError())
+    assert is_retryable("remote", RuntimeError("run preempted"))
+    assert not is_retryable("remote", JobExited("exit 1"), give_up_on=(JobExited,))
+    assert not is_retryable("remote", ValueError("bad config"))
+    assert not is_retryable("compute", OSError())
 
 
 def _measure_task(counter: Path):

@@ -38,10 +38,14 @@ def _rank_rows(rank: int, world: int) -> tuple[torch.Tensor, torch.Tensor]:
     return values[rows, :width].clone(), mask[rows, :width].clone()
 
 
-def _critic(values, mask):
+def _critic(values, mask, normalize="sequence"):
     w, stats = build_weights(values, mask, WeightConfig(temperature=0.7, z_clip=2.0, entropy_floor=0.8,
-                                                        weight_min=0.2, weight_max=3.0))
+                                                        weight_min=0.2, weight_max=3.0, normalize=normalize))
     return ablate_weights(w, mask, "random_matched", torch.Generator().manual_seed(3)), stats
+
+
+def _critic_batch(values, mask):
+    return _critic(values, mask, "batch")
 
 
 def _topk(values, mask):
@@ -52,7 +56,7 @@ def _soft(values, mask):
     return soft_weights(values, mask, temperature=2.0, weight_min=0.1, weight_max=4.0), None
 
 
-FNS = {"critic": _critic, "topk": _topk, "soft": _soft}
+FNS = {"critic": _critic, "critic_batch": _critic_batch, "topk": _topk, "soft": _soft}
 
 
 def _on_rank(names: list[str]) -> dict:

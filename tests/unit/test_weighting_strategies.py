@@ -36,13 +36,14 @@ def test_baseline_weights_are_ones_on_response_tokens() -> None:
     assert torch.equal(out.weights, target_mask(batch).float())
 
 
-@pytest.mark.parametrize("mode", ["critic", "shuffled", "random_matched"])
+@pytest.mark.parametrize("mode", ["critic", "shuffled", "random_matched", "position_matched"])
 def test_verifiable_weights_metrics_and_value_grads(mode: str) -> None:
     model, batch = tiny_transformer(n_future=3), ragged_batch(4, 14, 3, seed=2)
     head = ValueHead(32, 16)
     with torch.no_grad():
         head.net[-1].weight.normal_()
-    strategy = make_strategy("verifiable", value_head=head, verifiable=VerifiableConfig(mode=mode, seed=3))
+    strategy = make_strategy("verifiable", value_head=head,
+                             verifiable=VerifiableConfig(mode=mode, seed=3, train_critic=True))
     prep, out, metrics = _step(strategy, model, batch, "sequential")
     mask = target_mask(batch)
     assert out.weights[mask].mean().item() == pytest.approx(1.0, abs=1e-5)
@@ -87,6 +88,41 @@ def test_verifiable_state_dict_resumes_ablation_stream() -> None:
     b = make_strategy("verifiable", value_head=head, verifiable=cfg)
     b.load_state_dict(state)
     assert torch.equal(b.prepare(batch, model, trunk).weights, next_a)
+
+
+def test_constant_critic_uses_the_stage1_mean_instead_of_v() -> None:
+    from wmtp_core.weighting.gae import gae, terminal_rewards
+    from wmtp_core.weighting.weights import build_weights
+
+    model, batch = tiny_transformer(n_future=2), ragged_batch(4, 16, 2, seed=6)
+    head = ValueHead(32)
+    with torch.no_grad():
+        head.net[-1].weight.normal_()
+    cfg = VerifiableConfig(mode="constant_critic")
+    trunk = model.trunk_forward(batch["input_ids"]).detach()
+    with pytest.raises(ValueError, match="Stage 1 mean value"):
+        make_strategy("verifiable", value_head=head, verifiable=cfg).prepare(batch, model, trunk)
+    strategy = make_strategy("verifiable", value_head=head, verifiable=cfg, constant_value=0.4)
+    w = strategy.prepare(batch, model, trunk).weights
+    mask = target_mask(batch)
+    c = cfg.critic
+    values = torch.full(mask.shape, 0.4)  # reference: the same pipeline from a constant V
+    expected, _ = build_weights(gae(values, terminal_rewards(batch["is_correct"], mask), mask, c.gamma, c.lam),
+                                mask, cfg.weights)
+    assert torch.allclose(w, expected, atol=1e-6)
+    with torch.no_grad():
+        head.net[-1].weight.mul_(-3.0)  # the head changes; the constant critic's weights do not
+    assert torch.allclose(strategy.prepare(batch, model, trunk).weights, expected, atol=1e-6)
+    assert strategy.state_dict()["constant_value"] == 0.4
+
+
+def test_stage1_mean_value_is_the_tail_mean_of_value_mean() -> None:
+    from wmtp_core.train.stages import stage1_mean_value
+
+    history = [{"step": float(i), "value_mean": float(i)} for i in range(1, 21)]
+    assert stage1_mean_value(history) == pytest.approx((19 + 20) / 2)  # last 10% = 2 steps
+    assert stage1_mean_value(history[:3]) == pytest.approx(3.0)
+    assert stage1_mean_value([]) is None
 
 
 class _CountingModel(torch.nn.Module):

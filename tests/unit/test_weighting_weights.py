@@ -39,16 +39,21 @@ def test_mean_one_and_bounds(normalize: str, temperature: float, seed: int) -> N
 
 def test_higher_advantage_gets_higher_weight() -> None:
     adv, mask = _batch(3)
-    w, _ = build_weights(adv, mask, WeightConfig(entropy_floor=0.0, weight_min=0.0, weight_max=1e9))
+    cfg = WeightConfig(entropy_floor=0.0, weight_min=0.0, weight_max=1e9, normalize="batch")
+    w, _ = build_weights(adv, mask, cfg)
     a, ww = adv[mask], w[mask]
     order = torch.argsort(a)
     assert (ww[order].diff() >= -1e-6).all()
+    w, _ = build_weights(adv, mask, cfg.model_copy(update={"normalize": "sequence"}))
+    for b in range(4):  # per sequence: monotone within each row
+        a, ww = adv[b][mask[b]], w[b][mask[b]]
+        assert (ww[torch.argsort(a)].diff() >= -1e-6).all()
 
 
 @pytest.mark.parametrize("floor", [0.5, 0.9, 0.99])
 def test_entropy_floor_enforced(floor: float) -> None:
     adv, mask = _batch(4, scale=10.0)
-    cfg = WeightConfig(temperature=0.02, entropy_floor=floor, weight_min=0.0, weight_max=1e9)
+    cfg = WeightConfig(temperature=0.02, entropy_floor=floor, weight_min=0.0, weight_max=1e9, normalize="batch")
     w, stats = build_weights(adv, mask, cfg)
     p = (w * mask).reshape(1, -1) / mask.sum()
     assert normalized_entropy(p, mask.reshape(1, -1)).item() >= floor - 1e-4
@@ -60,7 +65,7 @@ def test_entropy_floor_enforced(floor: float) -> None:
 
 def test_entropy_floor_survives_clipping() -> None:
     adv, mask = _batch(5, scale=10.0)
-    w, _ = build_weights(adv, mask, WeightConfig(temperature=0.05, entropy_floor=0.95))
+    w, _ = build_weights(adv, mask, WeightConfig(temperature=0.05, entropy_floor=0.95, normalize="batch"))
     p = (w * mask).reshape(1, -1) / mask.sum()
     assert normalized_entropy(p, mask.reshape(1, -1)).item() >= 0.95 - 1e-4
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from vendor.meta_llama.model import ModelArgs
 from wmtp_core.artifacts.errors import ConfigMismatch
+from wmtp_core.io import field_error
 
 DTYPES = ("float16", "bfloat16", "float32")
 
@@ -65,9 +66,7 @@ def read_adapter_yaml(path: Path) -> MetaAdapterConfig:
     try:
         cfg = MetaAdapterConfig.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise ConfigMismatch(f"{path}: field {field}: {first['msg']}") from exc
+        raise ConfigMismatch(f"{path}: {field_error(exc)}") from exc
     if cfg.dtype not in DTYPES:
         raise ConfigMismatch(f"{path}: field dtype: {cfg.dtype!r} not one of {DTYPES}")
     return cfg

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from wmtp_core.artifacts.errors import ArtifactError
-from wmtp_core.io import read_json
+from wmtp_core.io import field_error, read_json
 
 FORMAT_VERSION = 1
 WEIGHTS_NAME = "model.safetensors"
@@ -134,9 +134,7 @@ class ModelLayout:
         try:
             meta = ArtifactMetadata.model_validate(raw)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(p) for p in first["loc"])
-            raise ArtifactError(f"{path}: field {field}: {first['msg']}") from exc
+            raise ArtifactError(f"{path}: {field_error(exc)}") from exc
         if meta.format_version != FORMAT_VERSION:
             raise ArtifactError(f"{path}: format_version {meta.format_version} unsupported (expected {FORMAT_VERSION})")
         return meta

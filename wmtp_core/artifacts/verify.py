@@ -2,6 +2,9 @@
 
 Fast mode trusts a per-directory cache (`.verify_cache.json`: size + mtime_ns -> sha256) for files that have
 not changed since they were last hashed; full mode hashes everything. Any difference raises ChecksumMismatch.
+Size + mtime is not integrity (bit rot keeps both), so fast mode is only for `wmtp verify-model --fast` and the
+re-check right after a model was written; loading a model to train or evaluate it always verifies in full
+(MetaLlamaMTPAdapter.from_pretrained).
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from wmtp_core import paths
-from wmtp_core.data.atomic import atomic_write_text
 from wmtp_core.data.errors import DatasetError
 from wmtp_core.data.layout import SETTINGS_NAME, display_path
 from wmtp_core.data.manifest import (
@@ -22,6 +21,7 @@ from wmtp_core.data.manifest import (
 from wmtp_core.data.pipeline import SourceReport, prepare_datasets
 from wmtp_core.data.split import SplitConfig
 from wmtp_core.data.validate import ValidationReport, validate_datasets
+from wmtp_core.io import atomic_write_text
 
 DEFAULT_SOURCES = ("codecontests", "mbpp", "humaneval")
 

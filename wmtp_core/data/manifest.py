@@ -6,21 +6,13 @@ import hashlib
 import json
 from pathlib import Path
 
-from wmtp_core.data.atomic import atomic_write_text
 from wmtp_core.data.errors import DatasetError
 from wmtp_core.data.frames import frame_errors, manifest_files_schema
 from wmtp_core.data.layout import MANIFEST_NAME, SourceLayout, display_path
 from wmtp_core.data.reference_flags import flags_file
+from wmtp_core.io import atomic_write_text, sha256_file
 
 MANIFEST_VERSION = 1
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def file_entry(path: Path) -> dict:

@@ -11,7 +11,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wmtp_core.data.atomic import atomic_write_jsonl
 from wmtp_core.data.errors import RowError
 from wmtp_core.data.layout import SPLIT_FILES, SourceLayout
 from wmtp_core.data.prepare import Budget, process_row
@@ -21,6 +20,7 @@ from wmtp_core.data.sources.common import SourceRows
 from wmtp_core.data.sources.registry import read_raw_extra, read_source
 from wmtp_core.data.sp import SpTokenizer
 from wmtp_core.data.split import SMALL, Placement, SplitConfig, assign_splits, round_robin_order, small_groups
+from wmtp_core.io import atomic_write_jsonl
 
 
 @dataclass

@@ -8,7 +8,6 @@ A task_id is `<round>_<letter>`: CodeContests uses the Codeforces contest id and
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
 SOURCES = ("codecontests", "mbpp", "humaneval")
 TASK_ID_RE = re.compile(r"^(?P<round>[0-9A-Za-z][0-9A-Za-z-]*)_(?P<letter>[A-Za-z][0-9A-Za-z]*)$")
@@ -132,5 +131,3 @@ def processed_problems(obj: dict, expect_correct: bool | None = None) -> list[Pr
         problems.append(("metadata.is_correct", f"{meta['is_correct']} row in {where}/"))
     return problems
 
-
-RowCheck = Callable[[dict], list[Problem]]

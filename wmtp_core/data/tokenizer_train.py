@@ -6,8 +6,8 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-from wmtp_core.data.atomic import atomic_write_bytes
 from wmtp_core.data.corpus import corpus_lines
+from wmtp_core.io import atomic_write_bytes
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,7 @@ def _check_script(problem: Problem, program: str, limits: SandboxLimits) -> Chec
 def _check_stdio(problem: Problem, code: str, limits: SandboxLimits) -> CheckResult:
     cases = list(zip(problem.tests["input"], problem.tests["output"]))
     for i, (stdin, expected) in enumerate(cases):
-        result = run_program(code, stdin=stdin + "\n", limits=limits)
+        result = run_program(code, stdin=stdin + "\n", limits=limits, require_end=False)
         if result.passed and result.stdout_truncated:
             return CheckResult(problem.task_id, "failed", f"test {i}: output over the cap", i, len(cases))
         if result.passed and not outputs_match(result.stdout, expected):

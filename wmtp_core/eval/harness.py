@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from vendor.meta_llama.model import Transformer
 from vendor.meta_llama.tokenizer import Tokenizer
 from wmtp_core.eval.checkers import check_many
 from wmtp_core.eval.generate import SamplingConfig, generate
-from wmtp_core.eval.passk import mean_pass_at_k
+from wmtp_core.eval.passk import mean_pass_at_k, pass_counts
 from wmtp_core.eval.problems import Problem, load_problems
 from wmtp_core.eval.reliability import excluded_task_ids
 from wmtp_core.eval.sandbox import detect_isolation
@@ -62,7 +61,7 @@ def load_model(model_dir: Path, device: str) -> tuple[Transformer, Tokenizer]:
     return adapter.model.eval(), adapter.tokenizer
 
 
-def build_prompt(problem: Problem, tokenizer: Tokenizer, max_prompt_tokens: int) -> str:
+def eval_prompt(problem: Problem, tokenizer: Tokenizer, max_prompt_tokens: int) -> str:
     """HumanEval: the function prompt. MBPP/CodeContests: the training prompt, shortened to fit."""
     if problem.source == "humaneval":
         return problem.tests["prompt"]
@@ -92,7 +91,7 @@ def generate_samples(model: Transformer, tokenizer: Tokenizer, problems: list[Pr
     max_prompt = max(16, model.args.max_seq_len - cfg.max_new_tokens)
     stats, rows, n_tokens, start = SpeculativeStats(), [], 0, time.perf_counter()
     for p_index, problem in enumerate(problems):
-        prompt = build_prompt(problem, tokenizer, max_prompt)
+        prompt = eval_prompt(problem, tokenizer, max_prompt)
         ids = _prompt_ids(tokenizer, prompt, max_prompt)
         for first in range(0, n, batch_size):
             size = min(batch_size, n - first)
@@ -124,14 +123,6 @@ def score_samples(samples: list[dict], problems: list[Problem], workers: int) ->
     verdicts = check_many([(by_id[s["task_id"]], s["completion"]) for s in samples], workers=workers)
     return [s | {"status": v.status, "passed": v.passed, "detail": v.detail, "tests_passed": v.tests_passed,
                  "tests_total": v.tests_total} for s, v in zip(samples, verdicts)]
-
-
-def pass_counts(results: list[dict]) -> dict[str, tuple[int, int]]:
-    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for row in results:
-        counts[row["task_id"]][0] += 1
-        counts[row["task_id"]][1] += int(row["passed"])
-    return {k: (n, c) for k, (n, c) in counts.items()}
 
 
 def select_problems(dataset: str, limit: int | None) -> tuple[list[Problem], list[str]]:

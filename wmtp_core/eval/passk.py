@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
 
@@ -25,3 +26,12 @@ def mean_pass_at_k(counts: Iterable[tuple[int, int]], ks: Sequence[int]) -> dict
     smallest_n = min(n for n, _ in counts)
     return {f"pass@{k}": sum(pass_at_k(n, c, k) for n, c in counts) / len(counts)
             for k in ks if k <= smallest_n}
+
+
+def pass_counts(results: Iterable[dict]) -> dict[str, tuple[int, int]]:
+    """Per problem (task_id) from scored sample rows (results.jsonl): (samples, samples that passed)."""
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for row in results:
+        counts[row["task_id"]][0] += 1
+        counts[row["task_id"]][1] += int(row["passed"])
+    return {k: (n, c) for k, (n, c) in counts.items()}

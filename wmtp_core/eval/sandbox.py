@@ -1,13 +1,18 @@
 """Isolated execution of untrusted Python programs: one fresh subprocess per program.
 
-Layers (the strongest the host supports is picked once by `detect_isolation`, or forced with the
-`WMTP_SANDBOX_ISOLATION` environment variable):
-  * OS: a new network namespace (no interfaces but a down loopback) and PID namespace (every process of the
-    program dies with it), and, when we run as root, the unprivileged `nobody` user (so RLIMIT_NPROC applies,
-    nothing owned by root can be written, and no process of ours can be signalled) with no-new-privileges;
+Layers (the strongest mode the host supports is picked once by `detect_isolation`, or forced with the
+`WMTP_SANDBOX_ISOLATION` environment variable; the modes are in `sandbox_isolation.py`):
+  * OS: new mount, network (no interfaces but a down loopback) and PID namespaces (every process of the program
+    dies with it); a private read-only filesystem view holding only the system directories, the Python
+    installation and the program's own work directory (`sandbox_jail.py`: no home directories, repository, /tmp,
+    /proc or /etc); as root, the unprivileged `nobody` user (so RLIMIT_NPROC applies and no process of ours can be
+    signalled), otherwise a user namespace with every capability dropped; no-new-privileges. Without a private
+    filesystem view the sandbox refuses to run unless WMTP_SANDBOX_ALLOW_UNISOLATED=1;
   * resource limits set in the child: CPU seconds, address space, file size, process count, no core dumps;
   * audit hooks in the child (`sandbox_boot.py`): no network sockets, no writes outside its own directory,
-    no new programs, no signals to other processes, no ctypes;
+    no new programs, no signals to other processes, no ctypes, no tracing or object-graph walking;
+  * a completion marker: `passed` needs the per-run random nonce that the boot code writes to a private pipe only
+    after the program's code ran to its end (exit(), sys.exit(), os._exit() before that is a failure);
   * the parent: a fresh temporary directory per program, a scrubbed environment (no tokens or credentials
     inherited), a wall-clock timeout, and the whole process group killed when the program ends.
 stdout/stderr go to files (bounded by RLIMIT_FSIZE) and come back truncated to `max_output_bytes`.
@@ -17,11 +22,10 @@ from __future__ import annotations
 
 import functools
 import os
-import pwd
+import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -33,12 +37,21 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from wmtp_core.eval.sandbox_boot import EXIT_ASSERTION
+from wmtp_core.eval.sandbox_boot import EXIT_ASSERTION, EXIT_EARLY
+from wmtp_core.eval.sandbox_isolation import (
+    ALLOW_UNISOLATED_ENV,
+    ISOLATION_ENV,
+    Isolation,
+    SandboxUnavailable,
+    candidates,
+    interpreter,
+    jail_command,
+    unisolated_allowed,
+)
 
 Status = Literal["passed", "failed", "timeout", "error"]
 BOOT_SCRIPT = Path(__file__).with_name("sandbox_boot.py")
 PROGRAM_NAME = "main.py"
-ISOLATION_ENV = "WMTP_SANDBOX_ISOLATION"
 _TIMEOUT_CODES = (-signal.SIGKILL, -signal.SIGXCPU)
 
 
@@ -54,14 +67,6 @@ class SandboxLimits(BaseModel):
     audit_hooks: bool = True
 
 
-@dataclass(frozen=True)
-class Isolation:
-    name: str
-    prefix: tuple[str, ...]  # wrapper command placed before the interpreter
-    uid: int | None  # the unprivileged user the program runs as, None = ours
-    network: Literal["namespace", "audit-hook"]
-
-
 @dataclass
 class ExecResult:
     status: Status
@@ -72,51 +77,39 @@ class ExecResult:
     stdout_truncated: bool = False
     wall_timeout: bool = False  # killed by the parent's wall clock (rather than by the CPU limit)
     workdir: str = ""  # where it ran (already deleted)
+    completed: bool = False  # the boot code's completion marker came back: the program's code ran to its end
 
     @property
     def passed(self) -> bool:
         return self.status == "passed"
 
 
-def _nobody_uid() -> int:
-    try:
-        return pwd.getpwnam("nobody").pw_uid
-    except KeyError:
-        return 65534
-
-
-def _candidates() -> list[Isolation]:
-    unshare, setpriv = shutil.which("unshare"), shutil.which("setpriv")
-    namespaces = ("--net", "--pid", "--fork", "--kill-child")
-    found: list[Isolation] = []
-    if os.geteuid() == 0 and unshare and setpriv:
-        uid = _nobody_uid()
-        drop = (setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--nnp", "--")
-        found.append(Isolation("netns+pidns+nobody", (unshare, *namespaces, *drop), uid, "namespace"))
-        found.append(Isolation("nobody", drop, uid, "audit-hook"))
-    if unshare:
-        found.append(Isolation("userns+netns+pidns", (unshare, "--user", *namespaces, "--"), None, "namespace"))
-    found.append(Isolation("plain", (), None, "audit-hook"))
-    return found
-
-
 @functools.lru_cache(maxsize=1)
 def detect_isolation() -> Isolation:
-    """The strongest isolation whose probe program runs here (or the one named by WMTP_SANDBOX_ISOLATION)."""
-    candidates = _candidates()
+    """The strongest isolation whose probe program runs here (or the one named by WMTP_SANDBOX_ISOLATION).
+
+    Fails closed: without a private filesystem view it raises unless WMTP_SANDBOX_ALLOW_UNISOLATED=1."""
+    found = candidates(include_unisolated=unisolated_allowed())
     forced = os.environ.get(ISOLATION_ENV)
     if forced:
-        chosen = [c for c in candidates if c.name == forced]
+        chosen = [c for c in found if c.name == forced]
         if not chosen:
-            names = ", ".join(c.name for c in candidates)
-            raise ValueError(f"{ISOLATION_ENV}={forced!r}: not available here (available: {names})")
+            names = ", ".join(c.name for c in found) or "none"
+            raise SandboxUnavailable(f"{ISOLATION_ENV}={forced!r}: not available here (available: {names}; modes without "
+                             f"a private filesystem view need {ALLOW_UNISOLATED_ENV}=1)")
         return chosen[0]
     probe = SandboxLimits(wall_s=20.0)
-    for candidate in candidates:
+    reasons = []
+    for candidate in found:
         result = run_program("print('sandbox-ok')", limits=probe, isolation=candidate)
         if result.status == "passed" and result.stdout == "sandbox-ok\n":
             return candidate
-    raise RuntimeError("no sandbox isolation mode could run a trivial program")
+        last = (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
+        reasons.append(f"{candidate.name}: {last}")
+    detail = "; ".join(reasons) or "unshare/setpriv not found"
+    hint = "" if unisolated_allowed() else (f" (to run with the host filesystem visible to candidate programs, "
+                                            f"set {ALLOW_UNISOLATED_ENV}=1 or pass --allow-unisolated)")
+    raise SandboxUnavailable(f"no sandbox isolation mode could run a trivial program: {detail}{hint}")
 
 
 def _clean_env(workdir: Path) -> dict[str, str]:
@@ -132,17 +125,22 @@ def _clean_env(workdir: Path) -> dict[str, str]:
     }
 
 
-def _command(isolation: Isolation, workdir: Path, limits: SandboxLimits) -> list[str]:
+def _command(isolation: Isolation, outer: Path, work: Path, limits: SandboxLimits, fds: tuple[int, int],
+             exits_ok: bool) -> list[str]:
     numbers = (limits.cpu_s, limits.memory_mb << 20, limits.fsize_mb << 20, limits.nproc)
-    boot_args = [str(workdir), PROGRAM_NAME, "1" if limits.audit_hooks else "0", *map(str, numbers)]
+    boot_args = [str(work), PROGRAM_NAME, "1" if limits.audit_hooks else "0", *map(str, numbers), *map(str, fds),
+                 "1" if exits_ok else "0"]
+    jail = jail_command(outer / "root", work, BOOT_SCRIPT) if isolation.filesystem == "private-root" else []
     # -s -S: no user/site packages (stdlib only); -P: no script dir on sys.path; -B: no .pyc writes.
-    return [*isolation.prefix, sys.executable, "-s", "-S", "-P", "-B", str(BOOT_SCRIPT), *boot_args]
+    boot = [interpreter(), "-s", "-S", "-P", "-B", str(BOOT_SCRIPT), *boot_args]
+    return [*isolation.namespaces, *jail, *isolation.drop, *boot]
 
 
 def _prepare_dirs(source: str, stdin: str, isolation: Isolation) -> tuple[Path, Path]:
     outer = Path(tempfile.mkdtemp(prefix="wmtp-sbx-"))
     work = outer / "work"
     work.mkdir()
+    (outer / "root").mkdir()  # the jail's mount point for the private filesystem view
     (work / PROGRAM_NAME).write_text(source, encoding="utf-8")
     (outer / "stdin").write_text(stdin, encoding="utf-8")
     if isolation.uid is not None:
@@ -165,22 +163,52 @@ def _read_capped(path: Path, cap: int) -> tuple[str, bool]:
     return data[:cap].decode("utf-8", errors="replace"), len(data) > cap
 
 
-def _status(returncode: int, timed_out: bool, cpu_s: float, limits: SandboxLimits) -> Status:
+def _status(returncode: int, completed: bool, timed_out: bool, cpu_s: float, limits: SandboxLimits,
+            require_end: bool) -> Status:
     # With a PID namespace the CPU-limit SIGKILL reaches us as unshare's own error exit, so CPU time decides.
     if timed_out or returncode in _TIMEOUT_CODES or cpu_s >= limits.cpu_s:
         return "timeout"
-    if returncode == 0:
+    if returncode == 0 and (completed or not require_end):
         return "passed"
-    return "failed" if returncode == EXIT_ASSERTION else "error"
+    if returncode in (0, EXIT_ASSERTION, EXIT_EARLY):  # exit status 0 without the marker: it left early
+        return "failed"
+    return "error"
 
 
-def _execute(cmd: list[str], outer: Path, work: Path, wall_s: float) -> tuple[int, bool, float, float]:
+def _new_nonce() -> bytes:
+    return secrets.token_hex(16).encode()
+
+
+def _marker_pipes(nonce: bytes) -> tuple[int, int, int]:
+    """(nonce read end, marker read end, marker write end); the nonce is already written and its writer closed."""
+    nonce_r, nonce_w = os.pipe()
+    os.write(nonce_w, nonce)
+    os.close(nonce_w)
+    marker_r, marker_w = os.pipe()
+    os.set_blocking(marker_r, False)
+    return nonce_r, marker_r, marker_w
+
+
+def _read_marker(fd: int, nonce: bytes) -> bool:
+    try:
+        data = os.read(fd, len(nonce) + 1)
+    except BlockingIOError:  # nothing was written (a stray holder of the write end may still live)
+        return False
+    return secrets.compare_digest(data, nonce)
+
+
+def _execute(cmd: list[str], outer: Path, work: Path, wall_s: float, pass_fds: tuple[int, ...]
+             ) -> tuple[int, bool, float, float]:
     """Run to completion or to the wall-clock deadline; (exit code, wall timeout?, CPU seconds, wall seconds)."""
     start = time.monotonic()
     with (open(outer / "stdin", "rb") as fin, open(outer / "stdout", "wb") as fout,
           open(outer / "stderr", "wb") as ferr):
-        proc = subprocess.Popen(cmd, stdin=fin, stdout=fout, stderr=ferr, cwd=work, env=_clean_env(work),
-                                start_new_session=True, close_fds=True)
+        try:
+            proc = subprocess.Popen(cmd, stdin=fin, stdout=fout, stderr=ferr, cwd=work, env=_clean_env(work),
+                                    start_new_session=True, close_fds=True, pass_fds=pass_fds)
+        finally:
+            for fd in pass_fds:  # the child holds its copies; ours must go or the marker pipe never ends
+                os.close(fd)
         fired = threading.Event()
 
         def on_deadline() -> None:
@@ -199,21 +227,31 @@ def _execute(cmd: list[str], outer: Path, work: Path, wall_s: float) -> tuple[in
 
 
 def run_program(source: str, stdin: str = "", limits: SandboxLimits | None = None,
-                isolation: Isolation | None = None) -> ExecResult:
+                isolation: Isolation | None = None, require_end: bool = True) -> ExecResult:
     """Run one Python program in a fresh sandbox and classify the outcome.
 
-    passed: exit 0; failed: an AssertionError escaped; timeout: wall clock or CPU limit; error: anything else.
+    passed: exit 0 and the completion marker (the program's code ran to its end; with require_end=False, as a
+    stdin/stdout judge does, exit status 0 alone, and SystemExit(0) is a normal end); failed: an AssertionError
+    escaped, or the program exited before its end; timeout: wall clock or CPU limit; error: anything else.
     """
     limits = limits or SandboxLimits()
     isolation = isolation or detect_isolation()
     outer, work = _prepare_dirs(source, stdin, isolation)
+    nonce = _new_nonce()
+    nonce_r, marker_r, marker_w = _marker_pipes(nonce)
     try:
-        code, timed_out, cpu, wall = _execute(_command(isolation, work, limits), outer, work, limits.wall_s)
+        cmd = _command(isolation, outer, work, limits, (nonce_r, marker_w), exits_ok=not require_end)
+        code, timed_out, cpu, wall = _execute(cmd, outer, work, limits.wall_s, (nonce_r, marker_w))
+        completed = _read_marker(marker_r, nonce)
         stdout, truncated = _read_capped(outer / "stdout", limits.max_output_bytes)
         stderr, _ = _read_capped(outer / "stderr", limits.max_output_bytes)
     finally:
+        os.close(marker_r)
         shutil.rmtree(outer, ignore_errors=True)
-    return ExecResult(_status(code, timed_out, cpu, limits), code, stdout, stderr, wall, truncated, timed_out, str(work))
+    if code == 0 and not completed and require_end:
+        stderr += "\nsandbox: the program exited before its code ran to its end (no completion marker)\n"
+    status = _status(code, completed, timed_out, cpu, limits, require_end)
+    return ExecResult(status, code, stdout, stderr, wall, truncated, timed_out, str(work), completed)
 
 
 def run_many(jobs: Sequence[tuple[str, str]], limits: SandboxLimits | None = None, workers: int = 2

@@ -3,6 +3,7 @@
 from wmtp_core.losses.linear_ce import LogitsHook, linear_ce, weighted_linear_ce
 from wmtp_core.losses.mtp import (
     IGNORE_INDEX,
+    HeadReduction,
     LossImpl,
     MTPLossOutput,
     WeightFn,
@@ -14,6 +15,7 @@ from wmtp_core.losses.mtp import (
 
 __all__ = [
     "IGNORE_INDEX",
+    "HeadReduction",
     "LogitsHook",
     "LossImpl",
     "MTPLossOutput",

@@ -1,9 +1,11 @@
 """Weighted multi-token-prediction cross-entropy with a global normaliser.
 
-Loss = sum_k c_k * sum_{b,t} w[b, t+k+1] * CE_k[b, t] / D, where head k (0-based) at position t predicts
+Loss = r * sum_k c_k * sum_{b,t} w[b, t+k+1] * CE_k[b, t] / D, where head k (0-based) at position t predicts
 token t+k+1, w (B, S) is a per-TARGET-position weight, c_k a per-head coefficient and D the global count of
-valid labels (labels != -100) over every head, micro-batch and rank (the caller sums it; never a per-micro-batch
-mean). Two implementations give identical values and gradients:
+predicting positions, i.e. head-0 labels != -100 (``count_valid_labels(labels[..., 0])``) over every micro-batch
+and rank (the caller sums it; never a per-micro-batch mean). ``head_reduction`` sets r: ``sum`` (r = 1, the MTP
+paper's sum of the heads' per-position losses) or ``mean`` (r = 1 / F). Two implementations give identical values
+and gradients:
 
 * ``naive``: full (B, S, V) logits per head, one graph; the caller runs ``out.backward()``.
 * ``sequential``: the MTP paper's scheme. The trunk output is detached once; each head runs its block + shared
@@ -30,6 +32,7 @@ from wmtp_core.losses.linear_ce import LogitsHook, linear_ce, weighted_linear_ce
 IGNORE_INDEX = -100
 WeightFn = Callable[[Tensor], tuple[Tensor, dict[str, Tensor]]]
 LossImpl = Literal["naive", "sequential"]
+HeadReduction = Literal["sum", "mean"]
 
 
 @dataclass
@@ -57,7 +60,7 @@ class MTPLossOutput:
 
 
 def count_valid_labels(labels: Tensor) -> Tensor:
-    """Number of labels != -100 over every head: the local part of the loss denominator D (0-dim long)."""
+    """Number of labels != -100 (0-dim long); of ``labels[..., 0]``: the local part of the loss denominator D."""
     return (labels != IGNORE_INDEX).sum()
 
 
@@ -82,16 +85,21 @@ def per_token_ce(logits: Tensor, labels: Tensor) -> Tensor:
 def weighted_mtp_loss(model: torch.nn.Module, trunk: Tensor, labels: Tensor, weights: Tensor | WeightFn,
                       denom: Tensor | float, head_coefs: Sequence[float] | None = None,
                       impl: LossImpl = "naive", chunk_size: int = 1024,
-                      logits_hook: LogitsHook | None = None) -> MTPLossOutput:
+                      logits_hook: LogitsHook | None = None, head_reduction: HeadReduction = "sum") -> MTPLossOutput:
     """Weighted MTP CE over heads 0..F-1 of ``model`` (vendor Transformer) on the trunk output (B, S, D).
 
     labels (B, S, F) long with -100 ignored; F may be smaller than model.n_future (heads 0..F-1 are used).
     weights: (B, S) per target position, or a WeightFn called with the detached head-0 CE (B, S).
-    denom: global valid-label count D. head_coefs: c_k per head (default 1). logits_hook(rows, logits) is
-    called without grad on head 0's fp32 logits for flat token indices ``rows`` (monitoring, e.g. KL).
+    denom: global count D of head-0 valid labels. head_coefs: c_k per head (default 1). head_reduction: ``sum``
+    over heads (the paper's) or ``mean`` (sum / F). logits_hook(rows, logits) is called without grad on head 0's
+    fp32 logits for flat token indices ``rows`` (monitoring, e.g. KL).
     """
     n_heads = labels.shape[-1]
     coefs = _check_coefs(head_coefs, n_heads)
+    if head_reduction == "mean":
+        coefs = [c / n_heads for c in coefs]
+    elif head_reduction != "sum":
+        raise ValueError(f"head_reduction must be 'sum' or 'mean', got {head_reduction!r}")
     if impl == "naive":
         return _naive(model, trunk, labels, weights, denom, coefs, logits_hook)
     if impl == "sequential":

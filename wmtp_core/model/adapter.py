@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -29,16 +28,12 @@ from wmtp_core.artifacts.writer import (
     state_loader,
     write_model_dir,
 )
+from wmtp_core.io import read_json
 
 
 def read_params(layout: ModelLayout) -> tuple[ModelArgs, dict[str, Any]]:
     path = layout.params_json
-    try:
-        params = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ArtifactError(f"{path}: missing") from exc
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from exc
+    params = read_json(path, ArtifactError, missing=lambda p: ArtifactError(f"{p}: missing"))
     try:
         return ModelArgs.from_params(params)
     except (TypeError, ValueError) as exc:
@@ -98,10 +93,11 @@ class MetaLlamaMTPAdapter:
     @classmethod
     def from_pretrained(cls, model_dir: str | Path, device: torch.device | str | None = None,
                         dtype: torch.dtype | None = None, verify: bool = True) -> MetaLlamaMTPAdapter:
-        """Load a model dir. verify: fast integrity check (size + cached SHA256). dtype None -> float32."""
+        """Load a model dir. verify: every file re-hashed against metadata.json (full: an unchanged size + mtime
+        does not rule out bit rot, so the fast cache is not trusted for loading). dtype None -> float32."""
         layout = ModelLayout(Path(model_dir))
         if verify:
-            verify_model_dir(layout.root, full=False)
+            verify_model_dir(layout.root, full=True)
         metadata = layout.read_metadata()
         args, extra = read_params(layout)
         read_adapter_yaml(layout.adapter_yaml).check_against(args, str(layout.configs_dir))

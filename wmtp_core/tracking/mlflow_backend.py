@@ -1,13 +1,17 @@
-"""MLflow backend for the Logger protocol (mlflow is imported only here, inside functions).
+"""MLflow backend for the Logger protocol and the flow's run lineage (mlflow is imported only here, inside functions).
 
 Tracking URI: the config's `logging.tracking_uri`, else $MLFLOW_TRACKING_URI, else
 sqlite:///<storage>/mlflow/mlflow.db with artifacts under <storage>/mlflow/artifacts. A sqlite store gets its
 artifact root next to the database file. $WMTP_PARENT_RUN_ID nests the run under that parent (same experiment).
+
+Lineage: one parent run per flow run (`start_parent`); training stages nest themselves through $WMTP_PARENT_RUN_ID,
+the eval and upload steps log finished child runs through `child_run`.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -44,6 +48,81 @@ def _ensure_sqlite_dir(uri: str) -> None:
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
 
 
+def experiment_id(client: Any, name: str, uri: str) -> str:
+    """The id of MLflow experiment `name`, created (with this store's artifact root) when missing."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    return client.create_experiment(name, artifact_location=artifact_root_for(uri))
+
+
+def client() -> Any:
+    """An MlflowClient on the resolved store (config default, $MLFLOW_TRACKING_URI, or sqlite under storage/)."""
+    from mlflow.tracking import MlflowClient
+
+    uri = resolve_tracking_uri(None)
+    _ensure_sqlite_dir(uri)
+    return MlflowClient(tracking_uri=uri)
+
+
+def metric_name(name: str) -> str:
+    """MLflow-legal metric name: `pass@1` -> `pass_at_1`."""
+    return re.sub(r"[^0-9A-Za-z_\-. :/]", "_", name.replace("@", "_at_"))
+
+
+def _metrics(metrics: dict[str, float], step: int = 0) -> list[Any]:
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    return [Metric(metric_name(k), float(v), now, step) for k, v in sorted(metrics.items())]
+
+
+def start_parent(experiment_name: str, run_name: str, tags: dict[str, str]) -> str:
+    """A new top-level run (the flow run's parent); its id."""
+    c = client()
+    exp = experiment_id(c, experiment_name, resolve_tracking_uri(None))
+    return c.create_run(exp, run_name=run_name, tags={"mlflow.runName": run_name, **tags}).info.run_id
+
+
+def child_run(parent_id: str | None, run_name: str, metrics: dict[str, float], params: dict[str, Any],
+              tags: dict[str, str]) -> str | None:
+    """A finished child run holding `metrics`/`params`; None when there is no parent (tracking off)."""
+    from mlflow.entities import Param
+
+    if not parent_id:
+        return None
+    c = client()
+    exp = c.get_run(parent_id).info.experiment_id
+    run = c.create_run(exp, run_name=run_name,
+                       tags={"mlflow.runName": run_name, "mlflow.parentRunId": parent_id, **tags})
+    c.log_batch(run.info.run_id, metrics=_metrics(metrics),
+                params=[Param(k, str(v)[:MAX_PARAM_CHARS]) for k, v in sorted(params.items())])
+    c.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
+
+
+def set_run_tags(run_id: str, tags: dict[str, str]) -> None:
+    from mlflow.entities import RunTag
+
+    client().log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in sorted(tags.items())])
+
+
+def log_run_metrics(run_id: str, metrics: dict[str, float]) -> None:
+    client().log_batch(run_id, metrics=_metrics(metrics))
+
+
+def finish_run(run_id: str, status: str = "FINISHED") -> None:
+    client().set_terminated(run_id, status=status)
+
+
+def run_url(run_id: str) -> str:
+    """Where to find the run: the server URL for http stores, else the `mlflow ui` hint."""
+    uri = resolve_tracking_uri(None)
+    exp = client().get_run(run_id).info.experiment_id
+    base = uri.rstrip("/") if uri.startswith("http") else "http://127.0.0.1:5000"
+    return f"{base}/#/experiments/{exp}/runs/{run_id}"
+
+
 class MlflowLogger:
     """One MLflow run driven through MlflowClient (no global active-run state)."""
 
@@ -62,19 +141,12 @@ class MlflowLogger:
         parent = os.environ.get(PARENT_ENV) or None
         tags = {"mlflow.runName": run_name}
         if parent:
-            experiment_id = client.get_run(parent).info.experiment_id
+            exp = client.get_run(parent).info.experiment_id
             tags["mlflow.parentRunId"] = parent
         else:
-            experiment_id = cls._experiment_id(client, experiment_name, uri)
-        run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+            exp = experiment_id(client, experiment_name, uri)
+        run = client.create_run(exp, run_name=run_name, tags=tags)
         return cls(client, run.info.run_id)
-
-    @staticmethod
-    def _experiment_id(client: Any, name: str, uri: str) -> str:
-        found = client.get_experiment_by_name(name)
-        if found is not None:
-            return found.experiment_id
-        return client.create_experiment(name, artifact_location=artifact_root_for(uri))
 
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param

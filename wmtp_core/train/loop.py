@@ -4,6 +4,9 @@ Per optimizer step: draw `grad_accum` micro-batches, compute the GLOBAL loss den
 all micro-batches, and all ranks when distributed), run each micro-batch's forward+backward with that same
 denominator (so accumulation equals one big batch), check loss and gradient are finite (else stop before the
 update, leaving the last good checkpoint as the newest), clip, step AdamW and the warmup+cosine schedule.
+Before a checkpoint is written the updated parameters are checked too: finite, and their global L2 norm at most
+`max_param_norm_ratio` times the norm at the start of the stage (a finite loss does not prove sane weights: an
+absurd learning rate leaves finite weights of 1e30 behind); a failed check stops without writing it.
 """
 
 from __future__ import annotations
@@ -73,10 +76,12 @@ class LoopSettings:
     checkpoint_root: Path
     config_hash: str
     stop_after: int | None = None  # simulate preemption: stop after this step (checkpoint first)
+    manifest_extra: dict[str, Any] = field(default_factory=dict)  # merged into every checkpoint.json
+    max_param_norm_ratio: float | None = 100.0  # None: only finiteness is checked before a checkpoint
 
 
 @dataclass
-class StageResult:
+class StageOutcome:
     stage: str
     steps_done: int
     completed: bool
@@ -156,11 +161,38 @@ def _combine(per_micro: list[Metrics]) -> dict[str, float]:
     return out
 
 
+def _last_good(last: Checkpoint | None) -> str:
+    return f"last good checkpoint: {last.path}" if last else "no checkpoint was written before it"
+
+
 def _check_finite(stage: str, step: int, what: str, value: float, last: Checkpoint | None) -> None:
     if math.isfinite(value):
         return
-    where = f"last good checkpoint: {last.path}" if last else "no checkpoint was written before it"
-    raise NonFiniteError(f"{stage} step {step}: {what} is {value}; stopped before the optimizer update ({where})")
+    raise NonFiniteError(f"{stage} step {step}: {what} is {value}; stopped before the optimizer update "
+                         f"({_last_good(last)})")
+
+
+def parameter_norm(params: list[nn.Parameter]) -> float:
+    """Global L2 norm of `params`: plain tensors in float64; sharded DTensors combined over ranks (collective)."""
+    sharded = [p.detach() for p in params if hasattr(p, "to_local")]
+    plain = [p.detach() for p in params if not hasattr(p, "to_local")]
+    squares = sum((float(torch.linalg.vector_norm(t, dtype=torch.float64)) ** 2 for t in plain), 0.0)
+    if sharded:
+        squares += float(torch.nn.utils.get_total_norm(sharded).full_tensor()) ** 2
+    return math.sqrt(squares)
+
+
+def check_parameters(stage: str, step: int, norm: float, initial: float, ratio: float | None,
+                     last: Checkpoint | None) -> None:
+    """Raise NonFiniteError (no checkpoint gets written) when the parameters are not finite or their norm grew
+    past `ratio` x the stage's initial norm."""
+    if not math.isfinite(norm):
+        raise NonFiniteError(f"{stage} step {step}: parameter norm is {norm} (weights not finite or overflowing); "
+                             f"checkpoint not written ({_last_good(last)})")
+    if ratio is not None and initial > 0 and norm > ratio * initial:
+        raise NonFiniteError(f"{stage} step {step}: parameter norm {norm:.4g} exceeds {ratio:g} x the initial "
+                             f"{initial:.4g} (train.max_param_norm_ratio); the update diverged, checkpoint not "
+                             f"written ({_last_good(last)})")
 
 
 class StageLoop:
@@ -175,6 +207,7 @@ class StageLoop:
         self.step = 0
         self.history: list[dict[str, float]] = []
         self.last_checkpoint: Checkpoint | None = None
+        self.initial_norm = parameter_norm(self.params)  # replaced by the saved one on restore
 
     # --- checkpoint state -------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -182,7 +215,7 @@ class StageLoop:
                 "optimizer": None if wd.is_initialized() else self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "rng": rng_state(), "sampler": self.plan.sampler.state_dict(), "history": self.history,
                 "extra": {k: v.state_dict() for k, v in self.plan.extra_state.items()},
-                "config_hash": self.settings.config_hash}
+                "config_hash": self.settings.config_hash, "initial_param_norm": self.initial_norm}
 
     def restore(self, ckpt: Checkpoint) -> None:
         if is_distributed_checkpoint(ckpt.path):  # written under torchrun: any world size (or 1 process) loads it
@@ -203,16 +236,19 @@ class StageLoop:
             obj.load_state_dict(state["extra"][key])
         set_rng_state(state["rng"])
         self.step, self.history, self.last_checkpoint = int(state["step"]), list(state["history"]), ckpt
+        self.initial_norm = float(state.get("initial_param_norm", self.initial_norm))
 
     def save(self) -> Checkpoint:
         s = self.settings
+        check_parameters(self.plan.stage, self.step, parameter_norm(self.params), self.initial_norm,
+                         s.max_param_norm_ratio, self.last_checkpoint)
         if wd.is_initialized():
             self.last_checkpoint = save_sharded_checkpoint(s.checkpoint_root, self.plan.stage, self.step,
                                                            self.plan.modules, self.optimizer, self.state(),
-                                                           s.keep_checkpoints)
+                                                           s.keep_checkpoints, s.manifest_extra)
         else:
             self.last_checkpoint = save_checkpoint(s.checkpoint_root, self.plan.stage, self.step, self.plan.modules,
-                                                   self.state(), s.keep_checkpoints)
+                                                   self.state(), s.keep_checkpoints, s.manifest_extra)
         return self.last_checkpoint
 
     # --- one optimizer step -----------------------------------------------------------------------------
@@ -244,7 +280,7 @@ class StageLoop:
             plan.on_step(step)
         return metrics
 
-    def run(self) -> StageResult:
+    def run(self) -> StageOutcome:
         plan, s = self.plan, self.settings
         bar = _progress(plan.stage, plan.total_steps, self.step, s.progress_bar)
         try:
@@ -260,11 +296,11 @@ class StageLoop:
                 if done or stopping or self.step % s.checkpoint_every == 0:
                     self.save()
                 if stopping and not done:
-                    return StageResult(plan.stage, self.step, False, self.history, self.last_checkpoint)
+                    return StageOutcome(plan.stage, self.step, False, self.history, self.last_checkpoint)
         finally:
             if bar is not None:
                 bar.close()
-        return StageResult(plan.stage, self.step, True, self.history, self.last_checkpoint)
+        return StageOutcome(plan.stage, self.step, True, self.history, self.last_checkpoint)
 
 
 def _progress(stage: str, total: int, initial: int, enabled: bool) -> Any:

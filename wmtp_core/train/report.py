@@ -39,7 +39,8 @@ def probe(cfg: ResolvedConfig, models: Models, strategy: WeightingStrategy, batc
         with rank_local():  # every rank holds the same probe rows: normalise over them, not their copies
             prep = strategy.prepare(batch, model, trunk, count_target_tokens(batch))
             out = weighted_mtp_loss(model, trunk, batch["labels"][..., :n_heads], prep.weights, 1.0,
-                                    impl="sequential", chunk_size=cfg.train.chunk_size)
+                                    impl="sequential", chunk_size=cfg.train.chunk_size,
+                                    head_reduction=cfg.train.head_reduction)
         mask = target_mask(batch)
         td = None
         if models.value_head is not None:

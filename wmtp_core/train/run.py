@@ -13,23 +13,42 @@ import torch
 from vendor.meta_llama.model import Transformer
 from wmtp_core import distributed as wd
 from wmtp_core.config import ResolvedConfig, config_dict, config_hash, flatten, to_yaml
-from wmtp_core.io import atomic_write_json, atomic_write_text, sha256_file
+from wmtp_core.experiments import EXPERIMENTS
+from wmtp_core.io import atomic_write_json, sha256_file
 from wmtp_core.tracking.logger import MultiLogger, make_logger
 from wmtp_core.tracking.provenance import model_weights_sha256, provenance_tags
 from wmtp_core.train.allocator import set_mmap_threshold
 from wmtp_core.train.data import BatchSource, load_rows, steps_for
 from wmtp_core.train.device import autocast_dtype, seed_everything, select_device
-from wmtp_core.train.loop import LoopSettings, StageLoop, StagePlan, StageResult
+from wmtp_core.train.errors import RunSetupError
+from wmtp_core.train.lock import RunLock
+from wmtp_core.train.loop import LoopSettings, StageLoop, StageOutcome, StagePlan
 from wmtp_core.train.report import probe, write_reports
+from wmtp_core.train.resume import (
+    resolve_resume,
+    training_config,
+    training_config_hash,
+    write_resolved_config,
+)
 from wmtp_core.train.sampler import ResumableSampler
-from wmtp_core.train.stages import Models, build_strategy, stage1_plan, stage2_plan
+from wmtp_core.train.stages import (
+    Models,
+    WeightProfile,
+    build_strategy,
+    stage1_mean_value,
+    stage1_plan,
+    stage2_plan,
+)
 from wmtp_core.train.state import (
     Checkpoint,
     checkpoint_reference,
     list_checkpoints,
     load_state,
-    parse_checkpoint,
+    verify_checkpoint,
 )
+from wmtp_core.weighting.position import profile_means, profile_metrics, profile_png
+
+__all__ = ["RunSetupError", "TrainResult", "Trainer", "run_training"]
 
 RESULT_FILE = "result.json"
 
@@ -60,40 +79,24 @@ class TrainResult:
         return cls(**data)
 
 
-class RunSetupError(RuntimeError):
-    """The run cannot start as asked (e.g. existing checkpoints without --resume)."""
-
-
-def resolve_resume(resume: str | None, checkpoint_dir: Path, stages: list[str]) -> Checkpoint | None:
-    """None: fresh (refuses to mix with existing checkpoints); "auto": newest, or fresh if none; else a path."""
-    existing = list_checkpoints(checkpoint_dir, stages)
-    if resume is None:
-        if existing:
-            raise RunSetupError(f"{checkpoint_dir}: already holds checkpoints (newest {existing[-1].path.name}); "
-                                "pass --resume auto to continue it, or a different --run-name")
-        return None
-    if resume == "auto":
-        return existing[-1] if existing else None
-    ckpt = parse_checkpoint(Path(resume))
-    if ckpt.stage not in stages:
-        raise RunSetupError(f"{ckpt.path}: checkpoint of {ckpt.stage}, which this config does not run ({stages})")
-    return ckpt
-
-
 def load_models(cfg: ResolvedConfig, device: torch.device) -> tuple[Models, Any]:
     from wmtp_core.model.adapter import MetaLlamaMTPAdapter
     from wmtp_core.model.finetune import apply_finetune
     from wmtp_core.model.value_head import ValueHead
 
+    spec = EXPERIMENTS[cfg.experiment]
+    ref_dir = cfg.resolved_path("reference_model_dir")
+    if spec.needs_reference and not (ref_dir / "metadata.json").is_file():
+        raise RunSetupError(spec.missing_reference(ref_dir, cfg.model.use_micro_model))
     adapter = MetaLlamaMTPAdapter.from_pretrained(cfg.model_dir, device=device)
     apply_finetune(adapter.model, cfg.model)  # LoRA: peft adapters injected in place (base frozen)
     adapter.model.checkpoint_trunk = cfg.model.activation_checkpointing
     adapter.model.train()
     models = Models(adapter.model)
-    if cfg.experiment == "verifiable":
+    if spec.needs_stage1:
         models.value_head = ValueHead(adapter.args.dim, cfg.stage1.value_hidden).to(device)
-    if cfg.experiment == "rho1_weighted":
-        ref = MetaLlamaMTPAdapter.from_pretrained(cfg.resolved_path("reference_model_dir"), device=device)
+    if spec.needs_reference:
+        ref = MetaLlamaMTPAdapter.from_pretrained(ref_dir, device=device)
         if ref.args.vocab_size != adapter.args.vocab_size:
             raise RunSetupError(f"{ref.model_dir}: reference vocab {ref.args.vocab_size} != policy vocab "
                                 f"{adapter.args.vocab_size}; the Rho-1 reference must share the tokenizer")
@@ -104,13 +107,24 @@ def load_models(cfg: ResolvedConfig, device: torch.device) -> tuple[Models, Any]
 class Trainer:
     """One run: holds the models, logger and paths; `run()` walks the configured stages."""
 
-    def __init__(self, cfg: ResolvedConfig, run_name: str | None, resume: str | None, stop_at: str | None):
+    def __init__(self, cfg: ResolvedConfig, run_name: str | None, resume: str | None, stop_at: str | None,
+                 allow_config_change: bool = False):
         self.cfg, self.chash = cfg, config_hash(cfg)
         self.name = run_name or cfg.run.run_name or f"{cfg.experiment}-{self.chash[:10]}"
         self.out = cfg.output_root / self.name
         self.ckpt_dir = self.out / "checkpoints"
         self.reports_dir = self.out / "reports"
-        self.start = resolve_resume(resume, self.ckpt_dir, list(cfg.stages))
+        # one writer per run directory, held until run() ends; under torchrun rank 0 is the one that writes it
+        self.lock = RunLock(self.out).acquire() if wd.detect_env().rank == 0 else None
+        try:
+            self._setup(cfg, resume, stop_at, allow_config_change)
+        except BaseException:
+            self.release()
+            raise
+
+    def _setup(self, cfg: ResolvedConfig, resume: str | None, stop_at: str | None, allow_config_change: bool) -> None:
+        self.training = training_config(cfg)
+        self.start, _ = resolve_resume(resume, self.ckpt_dir, list(cfg.stages), self.training, allow_config_change)
         self.stop_at = _parse_stop(stop_at)
         seed_everything(cfg.run.seed)
         self.env, self.device = wd.init_distributed(select_device(cfg.run.device))  # torchrun: join the group
@@ -123,6 +137,8 @@ class Trainer:
         self.history: dict[str, list[dict[str, float]]] = {}
         self.last: dict[str, Checkpoint] = {}
         self.strategy: Any = None
+        self.profile: WeightProfile | None = None  # Stage 2 weight-by-distance-to-EOS sums
+        self.loop: StageLoop | None = None
 
     # --- setup --------------------------------------------------------------------------------------------
     def announce(self) -> None:
@@ -143,11 +159,11 @@ class Trainer:
             return
         cfg = self.cfg
         self.logger.log_params(flatten(config_dict(cfg)))
-        ref = cfg.resolved_path("reference_model_dir") if cfg.experiment == "rho1_weighted" else None
+        ref = cfg.resolved_path("reference_model_dir") if EXPERIMENTS[cfg.experiment].needs_reference else None
         tags = provenance_tags(self.chash, cfg.experiment, cfg.resolved_path("datasets_root"), cfg.model_dir, ref)
         self.logger.set_tags({**tags, "wmtp.run_name": self.name, "wmtp.output_dir": str(self.out)})
-        path = atomic_write_text(self.out / "config.resolved.yaml", to_yaml(cfg))
-        self.logger.log_artifact(Path(path), "config")
+        path = write_resolved_config(self.out, to_yaml(cfg))  # never replaces an earlier invocation's
+        self.logger.log_artifact(path, "config")
 
     # --- stages -------------------------------------------------------------------------------------------
     def source(self, stage: str) -> BatchSource:
@@ -168,8 +184,9 @@ class Trainer:
         if stage == "stage1":
             plan = stage1_plan(cfg, self.models, source, total)
         else:
-            self.strategy = build_strategy(cfg, self.models)
-            plan = stage2_plan(cfg, self.models, self.strategy, source, total)
+            self.strategy = build_strategy(cfg, self.models, self.stage1_mean())
+            self.profile = WeightProfile()
+            plan = stage2_plan(cfg, self.models, self.strategy, source, total, self.profile)
         plan.on_step = lambda step: self.maybe_report(stage, step, source)
         return plan
 
@@ -178,13 +195,17 @@ class Trainer:
         stop = self.stop_at[1] if self.stop_at and self.stop_at[0] == stage else None
         return LoopSettings(grad_accum=t.grad_accum, checkpoint_every=t.checkpoint_every,
                             keep_checkpoints=t.keep_checkpoints, progress_bar=t.progress_bar, device=self.device,
-                            amp_dtype=self.amp, checkpoint_root=self.ckpt_dir, config_hash=self.chash, stop_after=stop)
+                            amp_dtype=self.amp, checkpoint_root=self.ckpt_dir, config_hash=self.chash, stop_after=stop,
+                            max_param_norm_ratio=t.max_param_norm_ratio,
+                            manifest_extra={"config": self.training,
+                                            "config_hash": training_config_hash(self.training)})
 
-    def run_stage(self, stage: str) -> StageResult:
+    def run_stage(self, stage: str) -> StageOutcome:
         source = self.source(stage)
         plan = self.plan(stage, source)
         loop = StageLoop(plan, self.settings(stage), self.cfg.optim,
                          lambda m, step: self.logger.log_metrics({f"{stage}/{k}": v for k, v in m.items()}, step))
+        self.loop = loop
         if self.start is not None and self.start.stage == stage:
             loop.restore(self.start)
         result = loop.run()
@@ -197,8 +218,16 @@ class Trainer:
         """History and last checkpoint of a stage completed by an earlier invocation (when still on disk)."""
         done = list_checkpoints(self.ckpt_dir, [stage])
         if done:
+            verify_checkpoint(done[-1])  # raises CheckpointError naming the file
             self.last[stage] = done[-1]
             self.history[stage] = list(load_state(done[-1])["history"])
+
+    def stage1_mean(self) -> float | None:
+        """The Stage 1 mean value (constant_critic's V) from Stage 1's history (finished, or still running)."""
+        history = self.history.get("stage1")
+        if history is None and self.loop is not None and self.loop.plan.stage == "stage1":
+            history = self.loop.history
+        return stage1_mean_value(history or [])
 
     # --- reports and export -------------------------------------------------------------------------------
     def maybe_report(self, stage: str, step: int, source: BatchSource) -> None:
@@ -210,14 +239,33 @@ class Trainer:
         if n == 0:
             return
         batch = source.batch_for(list(range(n)))
-        strategy = self.strategy if self.strategy is not None else build_strategy(self.cfg, self.models)
+        strategy = self.strategy
+        if strategy is None:
+            strategy = build_strategy(self.cfg, self.models, self.stage1_mean())
         result = probe(self.cfg, self.models, strategy, batch)  # every rank: the model is sharded
         if not wd.is_main():
             return
         paths = write_reports(self.reports_dir, tag, self.adapter.tokenizer, batch, result, self.cfg.experiment,
                               html=html)
+        if tag == "final" and self.profile is not None and self.profile.counts.sum() > 0:
+            paths += self.write_profile()
         for path in paths:
             self.logger.log_artifact(path, "reports")
+
+    def write_profile(self) -> list[Path]:
+        """Stage 2's weight-by-distance-to-EOS profile: metrics (logger), weight_profile.json and a plot."""
+        p = self.profile
+        means = profile_means(p.sums, p.counts)
+        near = float(p.sums[:10].sum() / p.sums.sum().clamp_min(1e-30))
+        step = len(self.history.get("stage2", []))
+        self.logger.log_metrics({**{f"stage2/{k}": v for k, v in profile_metrics(p.sums, p.counts).items()},
+                                 "stage2/weight_profile_last10_share": near}, step)
+        data = {"distance_cap": len(means) - 1, "mean_weight": means, "token_count": p.counts.tolist(),
+                "last10_share": near, "experiment": self.cfg.experiment}
+        json_path = Path(atomic_write_json(self.reports_dir / "weight_profile.json", data))
+        png = profile_png(means, self.reports_dir / "weight_profile.png",
+                          f"{self.cfg.experiment}: mean weight by distance to EOS (Stage 2)")
+        return [json_path, png]
 
     def export(self) -> tuple[Path, Path | None, str]:
         dtype = getattr(torch, self.cfg.model.export_dtype)
@@ -283,13 +331,20 @@ class Trainer:
             result = self.finish(completed)
         except BaseException:
             self.logger.close("FAILED" if not isinstance(sys.exc_info()[1], KeyboardInterrupt) else "KILLED")
+            self.release()
             raise
         self.logger.close("FINISHED")
+        self.release()
         if wd.is_main():
             print(f"  result: {result.result_path}", file=sys.stderr)
         if self.env.launched:
             wd.destroy_distributed()
         return result
+
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
 
 
 def _parse_stop(stop_at: str | None) -> tuple[str, int] | None:
@@ -302,7 +357,8 @@ def _parse_stop(stop_at: str | None) -> tuple[str, int] | None:
 
 
 def run_training(cfg: ResolvedConfig, run_name: str | None = None, resume: str | None = None, *,
-                 stop_at: str | None = None) -> TrainResult:
+                 stop_at: str | None = None, allow_config_change: bool = False) -> TrainResult:
     """Train `cfg` (all its stages) and export the model; see TrainResult. `resume`: None, "auto" or a checkpoint
-    directory. `stop_at="stage2:3"` stops after that step (checkpoint written) — simulated preemption."""
-    return Trainer(cfg, run_name, resume, stop_at).run()
+    directory (verified; its recorded training config must equal cfg's unless `allow_config_change`).
+    `stop_at="stage2:3"` stops after that step (checkpoint written) — simulated preemption."""
+    return Trainer(cfg, run_name, resume, stop_at, allow_config_change).run()

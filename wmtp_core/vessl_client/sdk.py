@@ -62,10 +62,3 @@ def get_sdk(settings: VesslSettings) -> ModuleType:
             api.set_project(settings.project)
             _CONFIGURED = key
         return vessl
-
-
-def reset_sdk_configuration() -> None:
-    """Forget the cached configuration (tests pointing the SDK at a new fake server call this)."""
-    global _CONFIGURED
-    with _LOCK:
-        _CONFIGURED = None

@@ -9,16 +9,15 @@ verify="hash", downloaded again and hashed.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wmtp_core.io import sha256_file
+from wmtp_core.vessl_client.manifest import MANIFEST_NAME, manifest_text, parse_manifest
 from wmtp_core.vessl_client.storage import VolumeRef, VolumeStore
 
-MANIFEST_NAME = ".wmtp-manifest.json"
 FLUSH_EVERY_FILES = 8
 FLUSH_EVERY_BYTES = 256 * 1024 * 1024
 
@@ -49,14 +48,6 @@ class SyncReport:
                 "skipped": self.skipped, "verified": len(self.verified), "bytes_uploaded": self.bytes_uploaded}
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def scan_sources(sources: Sequence[Path]) -> list[FileEntry]:
     """Every file under each source, addressed as `<source basename>/<relative path>`; sorted."""
     entries: dict[str, FileEntry] = {}
@@ -76,20 +67,11 @@ def scan_sources(sources: Sequence[Path]) -> list[FileEntry]:
 def read_manifest(store: VolumeStore, ref: VolumeRef, listing: dict[str, int]) -> dict[str, dict]:
     if MANIFEST_NAME not in listing:
         return {}
-    raw = store.read_bytes(ref, MANIFEST_NAME)
-    try:
-        data = json.loads(raw)
-        files = data["files"]
-        if data.get("version") != 1 or not isinstance(files, dict):
-            raise ValueError("unsupported version or shape")
-    except (ValueError, KeyError, TypeError) as exc:
-        raise SyncError(f"{ref.url}/{MANIFEST_NAME}: unreadable manifest ({exc})") from None
-    return files
+    return parse_manifest(store.read_bytes(ref, MANIFEST_NAME), f"{ref.url}/{MANIFEST_NAME}", SyncError)
 
 
 def write_manifest(store: VolumeStore, ref: VolumeRef, files: dict[str, dict]) -> None:
-    body = json.dumps({"version": 1, "files": dict(sorted(files.items()))}, indent=1).encode()
-    store.write_bytes(ref, MANIFEST_NAME, body)
+    store.write_bytes(ref, MANIFEST_NAME, manifest_text(files).encode())
 
 
 def plan_sync(entries: list[FileEntry], manifest: dict[str, dict], listing: dict[str, int]):
@@ -202,4 +184,4 @@ def download_from_volume(
 
 
 __all__ = ["SyncError", "SyncReport", "FileEntry", "sync_to_volume", "download_from_volume", "scan_sources",
-           "sha256_file", "MANIFEST_NAME"]
+           "MANIFEST_NAME"]

@@ -3,17 +3,23 @@
 shuffled:        permute each sequence's weights among that sequence's valid tokens (per-sequence multiset kept).
 random_matched:  permute the weights among all valid tokens of the batch, i.e. draw without replacement from the
                  critic weights' empirical per-batch distribution (batch mean, bounds and histogram kept).
+position_matched: permute the weights among valid tokens of the batch at the same distance to their row's last
+                 response token (position.py): the weight-by-position profile is kept, token information is not.
+constant_critic: not a permutation: the strategy replaces V by a constant before TD/GAE (strategies.py); here it
+                 passes the weights through like `critic`.
 Random keys are drawn on the CPU generator (reproducible and checkpointable), then moved to the weights' device.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
 
-AblationMode = Literal["critic", "shuffled", "random_matched"]
+from wmtp_core.weighting.position import position_matched
+
+AblationMode = Literal["critic", "shuffled", "random_matched", "position_matched", "constant_critic"]
 
 
 def _permute_rows(w: Tensor, mask: Tensor, generator: torch.Generator) -> Tensor:
@@ -30,10 +36,12 @@ def _permute_rows(w: Tensor, mask: Tensor, generator: torch.Generator) -> Tensor
 def ablate_weights(w: Tensor, mask: Tensor, mode: AblationMode, generator: torch.Generator) -> Tensor:
     """Apply an ablation to critic weights w (B, S); `critic` returns w unchanged."""
     mask = mask.bool()
-    if mode == "critic":
+    if mode in ("critic", "constant_critic"):
         return w
     if mode == "shuffled":
         return _permute_rows(w, mask, generator)
     if mode == "random_matched":
         return _permute_rows(w.reshape(1, -1), mask.reshape(1, -1), generator).view_as(w)
-    raise ValueError(f"weighting mode must be 'critic', 'shuffled' or 'random_matched', got {mode!r}")
+    if mode == "position_matched":
+        return position_matched(w, mask, generator)
+    raise ValueError(f"weighting mode must be one of {list(get_args(AblationMode))}, got {mode!r}")

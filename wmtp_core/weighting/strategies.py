@@ -45,7 +45,8 @@ class VerifiableConfig(BaseModel):
     critic: CriticConfig = Field(default_factory=CriticConfig)
     weights: WeightConfig = Field(default_factory=WeightConfig)
     mode: AblationMode = "critic"
-    train_critic: bool = True  # keep fitting the value head during Stage 2 (aux_loss)
+    # keep fitting the value head during Stage 2 (aux_loss); off as in the recipe: Stage 2 sees correct rows only
+    train_critic: bool = False
     seed: int = 0  # ablation permutations
 
 
@@ -95,6 +96,11 @@ class WeightingStrategy(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
+def fp32(like: Tensor) -> torch.autocast:
+    """Autocast switched off on ``like``'s device: the critic and the weight builders compute in fp32."""
+    return torch.autocast(like.device.type, enabled=False)
+
+
 def target_mask(batch: Mapping[str, Any]) -> Tensor:
     """(B, S) bool: target positions that carry a weight = response tokens (EOS included), never position 0."""
     mask = batch["response_mask"].bool().clone()
@@ -136,8 +142,9 @@ class VerifiableStrategy:
 
     name = "verifiable"
 
-    def __init__(self, value_head: ValueHead, cfg: VerifiableConfig) -> None:
+    def __init__(self, value_head: ValueHead, cfg: VerifiableConfig, constant_value: float | None = None) -> None:
         self.value_head, self.cfg = value_head, cfg
+        self.constant_value = constant_value  # V for mode constant_critic (the Stage 1 mean value)
         self.anchor: EmaAnchor | None = None  # copied from the head at first use (after Stage 1 weights load)
         self.generator = torch.Generator().manual_seed(cfg.seed)
 
@@ -149,18 +156,25 @@ class VerifiableStrategy:
     def prepare(self, batch: Mapping[str, Any], model: nn.Module, trunk: Tensor,
                 token_denom: Tensor | float | None = None) -> PreparedWeights:
         mask = target_mask(batch)
-        normed = model.normed_trunk(trunk.detach())  # (B, S, D); the value loss never reaches the trunk
         train = self.cfg.train_critic and torch.is_grad_enabled()
-        with torch.set_grad_enabled(train):
-            loss, metrics, values = critic_loss(self.value_head, normed, batch["response_mask"],
-                                                batch["is_correct"], self.cfg.critic, self._anchor(), token_denom)
-        with torch.no_grad():
-            w, wmetrics = self._weights(values.detach(), batch["is_correct"], mask, metrics)
+        with fp32(trunk):  # bf16 values would put rounding noise comparable to the TD signal into the weights
+            with torch.no_grad():  # the value loss reaches no policy parameter (trunk, embeddings, shared norm)
+                normed = model.normed_trunk(trunk.detach().float()).float()  # (B, S, D)
+            with torch.set_grad_enabled(train):
+                loss, metrics, values = critic_loss(self.value_head, normed, batch["response_mask"],
+                                                    batch["is_correct"], self.cfg.critic, self._anchor(), token_denom)
+            with torch.no_grad():
+                w, wmetrics = self._weights(values.detach().float(), batch["is_correct"], mask, metrics)
         return PreparedWeights(w, aux_loss=loss if train else None, metrics={**metrics, **wmetrics})
 
     def _weights(self, values: Tensor, is_correct: Tensor, mask: Tensor, metrics: dict[str, Tensor]
                  ) -> tuple[Tensor, dict[str, Tensor]]:
         c = self.cfg.critic
+        if self.cfg.mode == "constant_critic":  # position-only control: V carries no token information
+            if self.constant_value is None:
+                raise ValueError("verifiable.mode 'constant_critic' needs the Stage 1 mean value (no Stage 1 "
+                                 "history: run Stage 1 first)")
+            values = torch.full_like(values, float(self.constant_value))
         rewards = terminal_rewards(is_correct, mask, c.reward_correct, c.reward_incorrect)
         delta = td_errors(values, rewards, mask, c.gamma)
         adv = gae(values, rewards, mask, c.gamma, c.lam)  # per sequence: local
@@ -178,11 +192,12 @@ class VerifiableStrategy:
         self._anchor().update(self.value_head)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state(),
+        return {"generator": self.generator.get_state(), "constant_value": self.constant_value,
                 "anchor": self.anchor.state_dict() if self.anchor is not None else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
+        self.constant_value = state.get("constant_value", self.constant_value)
         if state["anchor"] is None:
             self.anchor = None
         else:
@@ -231,8 +246,9 @@ class Rho1Strategy(_Stateless):
         kl_count = torch.zeros((), device=ref_ce.device)
 
         def weight_fn(model_ce: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-            excess, mask = to_target_positions(excess_loss(model_ce, ref_ce), valid0)
-            w, stats = over_global_batch(self._weigh, excess, mask)  # top-k / softmax over every rank's tokens
+            excess, mask = to_target_positions(excess_loss(model_ce.float(), ref_ce.float()), valid0)
+            with fp32(excess):  # top-k / softmax over every rank's tokens, in fp32
+                w, stats = over_global_batch(self._weigh, excess, mask)
             return w, {**stats, "rho1_ref_ce": (ref_ce * valid0).sum() / valid0.sum().clamp_min(1)}
 
         picked = kl_sample(valid0, self.cfg.kl_rows)  # (B*S,) bool
@@ -265,14 +281,14 @@ StrategyName = Literal["baseline", "verifiable", "rho1"]
 
 def make_strategy(name: StrategyName, *, value_head: ValueHead | None = None,
                   verifiable: VerifiableConfig | None = None, ref_model: nn.Module | None = None,
-                  rho1: Rho1Config | None = None) -> WeightingStrategy:
+                  rho1: Rho1Config | None = None, constant_value: float | None = None) -> WeightingStrategy:
     """Build the strategy for an experiment; raises naming the missing piece."""
     if name == "baseline":
         return BaselineStrategy()
     if name == "verifiable":
         if value_head is None:
             raise ValueError("strategy 'verifiable' needs value_head")
-        return VerifiableStrategy(value_head, verifiable or VerifiableConfig())
+        return VerifiableStrategy(value_head, verifiable or VerifiableConfig(), constant_value)
     if name == "rho1":
         if ref_model is None:
             raise ValueError("strategy 'rho1' needs ref_model (a reference Transformer sharing the tokenizer)")

@@ -28,7 +28,7 @@ class WeightConfig(BaseModel):
     entropy_floor: float = Field(0.5, ge=0.0, le=1.0)  # on the normalised entropy H(p) / log N
     weight_min: float = Field(0.1, ge=0.0)
     weight_max: float = Field(5.0, gt=0.0)
-    normalize: Literal["batch", "sequence"] = "batch"
+    normalize: Literal["sequence", "batch"] = "sequence"  # per solution (the design) or the global micro-batch
     std_eps: float = Field(1e-6, gt=0.0)
 
     @model_validator(mode="after")

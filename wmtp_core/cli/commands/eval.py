@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -43,6 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--check-references", action="store_true",
                    help="run the dataset's reference solutions instead of a model; for codecontests this "
                         "(re)writes storage/datasets/codecontests/unreliable.json")
+    p.add_argument("--allow-unisolated", action="store_true",
+                   help="run candidate programs even where the sandbox cannot give them a private filesystem "
+                        "view (they can then read every world-readable file; results name the mode)")
     p.set_defaults(func=run)
 
 
@@ -65,10 +69,25 @@ def _check_references(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from wmtp_core.eval.sandbox import detect_isolation
+    from wmtp_core.eval.sandbox_isolation import SandboxUnavailable, allow_unisolated
+
+    if args.allow_unisolated:
+        allow_unisolated()
+    try:
+        detect_isolation()  # before any generation: refuse early, never after an hour of decoding
+    except SandboxUnavailable as exc:
+        print(f"wmtp eval: {exc}", file=sys.stderr)
+        return 2
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.check_references:
         return _check_references(args)
     if args.model is None:
         raise SystemExit("wmtp eval: --model is required (or use --check-references)")
+    from wmtp_core.artifacts.errors import ArtifactError
     from wmtp_core.eval.harness import evaluate
 
     if args.threads is not None:
@@ -77,9 +96,13 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     temperature = args.temperature if args.temperature is not None else (0.0 if args.n == 1 else 0.8)
     out = args.out or paths.RUNS_ROOT / "eval" / f"{args.model.name}-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    result = evaluate(args.model, args.dataset, args.n, args.k, args.limit, out, temperature=temperature,
-                      max_new_tokens=args.max_new_tokens, seed=args.seed, device=args.device,
-                      speculative=args.speculative, top_p=args.top_p, workers=args.workers,
-                      batch_size=args.batch_size)
+    try:
+        result = evaluate(args.model, args.dataset, args.n, args.k, args.limit, out, temperature=temperature,
+                          max_new_tokens=args.max_new_tokens, seed=args.seed, device=args.device,
+                          speculative=args.speculative, top_p=args.top_p, workers=args.workers,
+                          batch_size=args.batch_size)
+    except (ArtifactError, FileNotFoundError) as exc:  # a corrupted, incomplete or missing model dir
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps(result.to_dict(), indent=2))
     return 0

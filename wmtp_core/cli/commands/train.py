@@ -8,15 +8,20 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("train", help="train one experiment (baseline | verifiable | rho1_weighted)",
+    p = subparsers.add_parser("train", help="train one experiment (baseline | verifiable | rho1)",
                               description="Train an experiment; writes <output_dir>/result.json at the end.")
     p.add_argument("--config", type=Path, default=Path("configs/defaults.yaml"), help="defaults YAML")
     p.add_argument("--recipe", type=Path, required=True, help="experiment recipe YAML")
     p.add_argument("--preset", default=None, help="preset name (configs/presets/<name>.yaml) or YAML path")
+    p.add_argument("--stages", default=None, metavar="STAGE[,STAGE]",
+                   help="train only these of the experiment's stages, e.g. stage1 (default: all of them)")
     p.add_argument("--use-micro-model", action="store_true", help="train the micro model (wmtp build-micro)")
     p.add_argument("--dataset-suffix", default=None, help="dataset file suffix, e.g. 'small' -> train_small.jsonl")
     p.add_argument("--run-name", default=None, help="output dir name under run.output_root and MLflow run name")
-    p.add_argument("--resume", default=None, metavar="PATH|auto", help="checkpoint dir, or auto = newest")
+    p.add_argument("--resume", default=None, metavar="PATH|auto",
+                   help="checkpoint dir, or auto = newest intact one (every file is checked against its SHA256)")
+    p.add_argument("--allow-config-change", action="store_true",
+                   help="resume even though training-relevant config keys differ from the checkpoint's")
     p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda", "mps"], help="override run.device")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field (dotted key; YAML value); repeatable")
@@ -27,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def cli_overrides(args: argparse.Namespace) -> list[str]:
     """Flag shortcuts as --set overrides (applied before the explicit --set ones)."""
     out = []
+    if args.stages is not None:
+        out.append(f"stages=[{args.stages}]")
     if args.use_micro_model:
         out.append("model.use_micro_model=true")
     if args.dataset_suffix is not None:
@@ -44,6 +51,7 @@ def main(args: argparse.Namespace) -> int:
     from wmtp_core.data.errors import DatasetError
     from wmtp_core.train.loop import NonFiniteError
     from wmtp_core.train.run import RunSetupError, run_training
+    from wmtp_core.train.state import CheckpointError, CheckpointWriteError
 
     try:
         cfg = load_config(args.config, args.recipe, args.preset, cli_overrides(args))
@@ -51,8 +59,10 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        result = run_training(cfg, run_name=args.run_name, resume=args.resume)
-    except (NonFiniteError, RunSetupError, FileNotFoundError, ArtifactError, DatasetError) as exc:
+        result = run_training(cfg, run_name=args.run_name, resume=args.resume,
+                              allow_config_change=args.allow_config_change)
+    except (NonFiniteError, RunSetupError, FileNotFoundError, ArtifactError, DatasetError, CheckpointError,
+            CheckpointWriteError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(result.result_path)
