@@ -20,6 +20,8 @@ from typing import Any
 from deployments.blocks import JobFailed
 from tasks._task import wmtp_task
 from tasks.results import DatasetsArtifact, ModelArtifact, StageResult
+from wmtp_core.plan.advice import MemoryPlanError
+from wmtp_core.plan.job import check_train_job
 from wmtp_core.tracking import mlflow_backend as tracking
 from wmtp_core.vessl_client.outputs import OutputsNotFetched, fetch_run_outputs
 
@@ -65,7 +67,7 @@ def _resume(upstream: StageResult | None) -> tuple[list[str], dict[str, str]]:
 
 
 @wmtp_task("train-stage", kind="remote", cache_exclude=("job_name", "env"),
-           give_up_on=(JobFailed, OutputsNotFetched))
+           give_up_on=(JobFailed, OutputsNotFetched, MemoryPlanError))
 def train_stage(stage: str, experiment: str, infrastructure: str, runs_dir: str, train_args: list[str],
                 model: ModelArtifact, datasets: DatasetsArtifact, reference: ModelArtifact | None,
                 upstream: StageResult | None, job_name: str, env: dict[str, str]) -> StageResult:
@@ -73,6 +75,9 @@ def train_stage(stage: str, experiment: str, infrastructure: str, runs_dir: str,
     contents; `train_args` already point the trainer at them."""
     block = load_infrastructure(infrastructure, runs_dir)
     root = block.output_dir("")  # LocalProcess: its runs_dir; VesslJob: the export mount (as the job sees it)
+    if getattr(block, "gpu_memory_gb", None):  # a block declaring its GPUs: refuse a job that cannot fit them
+        check_train_job(train_args, block.gpu_count, block.gpu_memory_gb, model.model_dir,
+                        reference.model_dir if reference else None)
     resume, imports = _resume(upstream)
     command = block.train_command([*train_args, *resume, "--run-name", job_name, "--set", f"run.output_root={root}"])
     job = block.submit(command, env=env, result_path=f"{root}/{job_name}/result.json", name=job_name,

@@ -72,3 +72,12 @@ def test_memory_parsing() -> None:
     assert usable_bytes(80) == int(80 * GIB * 0.95 - GIB)
     with pytest.raises(ValueError, match="size like"):
         parse_memory("lots")
+
+
+def test_lora_activations_by_hand() -> None:
+    """LoRA: frozen norm gains keep no normed copy (2 D fewer per block); each adapter keeps its rank-r input."""
+    p = plan_memory(PlanInputs(TINY, batch=1, seq=4, chunk=2, bf16=False, finetune="lora", lora_rank=2))
+    per_token = (7 * 8 + 2 * 8 + 4 * 24) * 4 + 2 * 7 * 4
+    assert p.activations_no_ac == 4 * per_token
+    assert p.parts["gradients"] == LORA_RANK2 * 4 and p.parts["optimizer"] == LORA_RANK2 * 8
+    assert p.parts["weights"] == (TOTAL + LORA_RANK2) * 4

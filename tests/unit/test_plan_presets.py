@@ -12,7 +12,7 @@ from wmtp_core.plan.advice import MemoryPlanError
 
 ROOT = Path(__file__).resolve().parents[2]
 PRESET_GPUS = {"a100x1": 1, "a100x4": 4}  # the VESSL presets and the A100-80GB count they are written for
-RECIPES = ("baseline", "verifiable", "rho1_weighted")
+RECIPES = ("baseline", "verifiable", "rho1")
 
 
 @pytest.mark.parametrize("preset", sorted(PRESET_GPUS))
@@ -36,3 +36,22 @@ def test_unknown_dims_fail_closed(tmp_path: Path) -> None:
                       overrides=[f"paths.base_model_dir={tmp_path}"])
     with pytest.raises(MemoryPlanError, match="params.json"):
         job_memory_check(cfg, 4, 80.0)
+
+
+def test_check_train_job_reads_train_args_and_model_dims(tmp_path: Path) -> None:
+    import json
+    from dataclasses import asdict
+
+    from wmtp_core.plan import SHAPES, check_train_job
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "params.json").write_text(json.dumps(asdict(SHAPES["7B_1T_4"])))
+    args = ["--config", str(ROOT / "configs/defaults.yaml"), "--recipe", str(ROOT / "configs/recipe.baseline.yaml")]
+    with pytest.raises(MemoryPlanError, match="DOES NOT FIT"):
+        check_train_job(args, 1, 80.0, model)
+    assert check_train_job([*args, "--preset", "a100x1"], 1, 80.0, model).fits
+    assert check_train_job([*args, "--set", "model.finetune=lora", "--set", "model.activation_checkpointing=true"],
+                           1, 80.0, model).fits
+    with pytest.raises(MemoryPlanError, match="params.json"):
+        check_train_job(args, 4, 80.0, tmp_path / "missing")

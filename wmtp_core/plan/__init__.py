@@ -9,7 +9,8 @@ from wmtp_core.plan.advice import (
     job_memory_check,
     verdict,
 )
+from wmtp_core.plan.job import check_train_job
 from wmtp_core.plan.memory import MemoryPlan, PlanInputs, plan_memory
 
-__all__ = ["SHAPES", "MemoryPlan", "MemoryPlanError", "PlanInputs", "Verdict", "format_verdict",
+__all__ = ["SHAPES", "MemoryPlan", "MemoryPlanError", "PlanInputs", "Verdict", "check_train_job", "format_verdict",
            "inputs_from_config", "job_memory_check", "plan_memory", "verdict"]

@@ -61,12 +61,13 @@ def model_args_for(cfg: ResolvedConfig, shape: str | None = None, which: str = "
 
 
 def inputs_from_config(cfg: ResolvedConfig, gpus: int, bf16: bool = True, shape: str | None = None,
-                       reference_shape: str | None = None) -> PlanInputs:
-    """The plan's inputs for Stage 2 of `cfg` on `gpus` GPUs (bf16: CUDA autocast, as `precision: auto`)."""
-    args = model_args_for(cfg, shape)
+                       args: ModelArgs | None = None, reference_args: ModelArgs | None = None) -> PlanInputs:
+    """The plan's inputs for Stage 2 of `cfg` on `gpus` GPUs (bf16: CUDA autocast, as `precision: auto`).
+    Model dims: `args` / `reference_args` when given, else the named `shape`, else the configured dirs."""
+    args = args or model_args_for(cfg, shape)
     reference = None
-    if cfg.experiment == "rho1_weighted":
-        reference = model_args_for(cfg, reference_shape or shape, which="reference")
+    if cfg.experiment == "rho1":
+        reference = reference_args or model_args_for(cfg, shape, which="reference")
     m, t = cfg.model, cfg.train
     return PlanInputs(args=args, batch=t.batch_size, seq=cfg.data.max_len, chunk=t.chunk_size,
                       finetune=m.finetune, lora_rank=m.lora.rank, lora_targets=tuple(m.lora.target_modules),
@@ -123,10 +124,12 @@ def verdict(inputs: PlanInputs, gpu_memory_gb: float) -> Verdict:
     return Verdict(plan, usable, fits, options)
 
 
-def job_memory_check(cfg: ResolvedConfig, gpus: int, gpu_memory_gb: float, shape: str | None = None) -> Verdict:
+def job_memory_check(cfg: ResolvedConfig, gpus: int, gpu_memory_gb: float, shape: str | None = None,
+                     args: ModelArgs | None = None, reference_args: ModelArgs | None = None) -> Verdict:
     """Before submitting a training job to `gpus` GPUs of `gpu_memory_gb` GiB: the verdict, or MemoryPlanError
     (naming what would fit) when the step does not fit. Fails closed when the model dims cannot be read."""
-    v = verdict(inputs_from_config(cfg, gpus, bf16=True, shape=shape), gpu_memory_gb)
+    v = verdict(inputs_from_config(cfg, gpus, bf16=True, shape=shape, args=args, reference_args=reference_args),
+                gpu_memory_gb)
     if not v.fits:
         raise MemoryPlanError(format_verdict(v, header=f"{cfg.experiment}: training step does not fit"))
     return v

@@ -72,23 +72,27 @@ class MemoryPlan:
                 "host_bytes": self.host, "first_step_growth_bytes": self.first_step_growth}
 
 
-def block_activation_bytes(args: ModelArgs, bf16: bool) -> int:
+def block_activation_bytes(args: ModelArgs, bf16: bool, norms_trainable: bool = True) -> int:
     """Bytes autograd saves per token in one TransformerBlock forward.
 
     fp32: block input, norm1 (normed, scaled), q and k after RoPE, v, SDPA output and its (B, S, D) copy, the
     residual h, norm2 (normed, scaled) — 9 D + 2 Dkv — and the SwiGLU w1, silu, w3, product — 4 F — in 4 bytes.
+    A frozen norm gain (LoRA) needs no copy of its normed input: 2 D fewer.
     bf16 autocast: the residual stream and norms stay fp32 (6 D * 4); every projection input is cast anew
     (3 for wq/wk/wv, 2 for w1/w3), plus q, k, v, SDPA output and copy, and 4 F, in 2 bytes.
     """
     d, dkv, f = args.dim, args.kv_heads * args.head_dim, args.ffn_hidden_dim
+    norm_d = 0 if norms_trainable else 2 * d
     if not bf16:
-        return (9 * d + 2 * dkv + 4 * f) * FP32
-    return 6 * d * FP32 + (8 * d + 2 * dkv + 4 * f) * 2
+        return (9 * d - norm_d + 2 * dkv + 4 * f) * FP32
+    return (6 * d - norm_d) * FP32 + (8 * d + 2 * dkv + 4 * f) * 2
 
 
-def _lora_activation_bytes(i: PlanInputs) -> int:
-    """Per token and block: each targeted projection's lora_A output (rank values) kept for lora_B."""
-    return i.lora_rank * len(i.lora_targets) * (2 if i.bf16 else FP32) if i.finetune == "lora" else 0
+def _per_block(i: PlanInputs) -> int:
+    """Activation bytes per token of a block that needs gradients, for this fine-tuning mode."""
+    lora = i.finetune == "lora"
+    extra = i.lora_rank * len(i.lora_targets) * (2 if i.bf16 else FP32) if lora else 0  # lora_A outputs
+    return block_activation_bytes(i.args, i.bf16, norms_trainable=not lora) + extra
 
 
 def _grad_trunk_blocks(i: PlanInputs, c: ParamCounts) -> int:
@@ -100,7 +104,7 @@ def _grad_trunk_blocks(i: PlanInputs, c: ParamCounts) -> int:
 
 def trunk_activations(i: PlanInputs, c: ParamCounts, checkpointing: bool) -> int:
     tokens = i.batch * i.seq
-    per_block = block_activation_bytes(i.args, i.bf16) + _lora_activation_bytes(i)
+    per_block = _per_block(i)
     n = _grad_trunk_blocks(i, c)
     if n == 0:
         return 0
@@ -116,8 +120,9 @@ def head_phase_bytes(i: PlanInputs) -> int:
     tokens, d, v = i.batch * i.seq, i.args.dim, i.args.vocab_size
     cbytes = 2 if i.bf16 else FP32
     trunk_io = 2 * tokens * d * FP32
-    head_block = tokens * (block_activation_bytes(i.args, i.bf16) + _lora_activation_bytes(i))
-    hidden = 3 * tokens * d * FP32 + tokens * d * FP32  # norm saved + normed + selected rows; grad_h
+    head_block = tokens * _per_block(i)
+    norm_saved = 0 if i.finetune == "lora" else tokens * d * FP32  # a frozen final norm keeps no copy
+    hidden = norm_saved + 2 * tokens * d * FP32 + tokens * d * FP32  # normed + selected rows; grad_h
     ce = v * d * FP32 + (v * d * cbytes if i.bf16 else 0) + min(i.chunk, tokens) * v * (FP32 + (cbytes if i.bf16 else 0))
     return trunk_io + head_block + hidden + ce
 

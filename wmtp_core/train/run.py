@@ -128,11 +128,14 @@ class Trainer:
         self.stop_at = _parse_stop(stop_at)
         seed_everything(cfg.run.seed)
         self.env, self.device = wd.init_distributed(select_device(cfg.run.device))  # torchrun: join the group
+        if cfg.model.cpu_offload:  # FSDP2's CPU offload needs a process group, even of one
+            wd.init_local_group(self.device)
         self.amp = autocast_dtype(self.device, cfg.run.precision)
         if self.device.type == "cpu" and cfg.train.cpu_mmap_threshold_mb is not None:
             set_mmap_threshold(cfg.train.cpu_mmap_threshold_mb)
         self.models, self.adapter = load_models(cfg, self.device)
-        wd.shard_model(self.models.policy, self.device, mixed_precision=self.amp == torch.bfloat16)  # FSDP2
+        wd.shard_model(self.models.policy, self.device, mixed_precision=self.amp == torch.bfloat16,  # FSDP2
+                       cpu_offload=cfg.model.cpu_offload)
         self.logger: MultiLogger = make_logger(cfg, self.name) if wd.is_main() else MultiLogger([])
         self.history: dict[str, list[dict[str, float]]] = {}
         self.last: dict[str, Checkpoint] = {}
@@ -337,7 +340,7 @@ class Trainer:
         self.release()
         if wd.is_main():
             print(f"  result: {result.result_path}", file=sys.stderr)
-        if self.env.launched:
+        if self.env.launched or self.cfg.model.cpu_offload:
             wd.destroy_distributed()
         return result
 
