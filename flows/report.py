@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tasks.results import ExperimentSummary
+from wmtp_core.secrets import redact
 
 KEY_METRICS = ("stage2/loss", "stage2/ce", "stage1/value_loss", "stage1/loss")
 
@@ -18,7 +19,7 @@ def _key_metrics(summary: ExperimentSummary) -> dict[str, float]:
 def summary_markdown(summary: ExperimentSummary, mlflow_url: str, tracking_uri: str) -> str:
     lines = [f"# WMTP — {run_label(summary)}", "",
              f"- Prefect flow run: `{summary.flow_run_id}`",
-             f"- MLflow parent run: `{summary.mlflow_parent_run_id}` ({mlflow_url}; store `{tracking_uri}`)",
+             f"- MLflow parent run: `{summary.mlflow_parent_run_id}` ({mlflow_url}; store `{redact(tracking_uri)}`)",
              f"- Trained model: `{summary.model_dir}`",
              f"- Uploaded to: `{summary.upload_target or 'not uploaded'}`", "",
              "## Steps", "", "| step | state | note |", "|---|---|---|"]

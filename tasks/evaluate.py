@@ -20,7 +20,7 @@ def evaluate(stage: StageResult, dataset: str, n: int, ks: list[int], limit: int
     result = run_eval(stage.model_dir, dataset, n=n, ks=ks, limit=limit, out_dir=Path(out_dir),
                       temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, device=device)
     pass_at_k = {str(k): float(v) for k, v in result.pass_at_k.items()}
-    run_id = tracking.child_run(parent_run_id, f"{stage.experiment}-eval-{dataset}", pass_at_k,
+    run_id = tracking.child_run(parent_run_id, f"{stage.experiment}-eval-{dataset}", result.metrics(),
                                {"dataset": dataset, "n": n, "limit": limit, "max_new_tokens": max_new_tokens,
                                 "model_dir": str(stage.model_dir)},
                                {"wmtp.step": "evaluate", "wmtp.trained_run_id": stage.mlflow_run_id or ""})

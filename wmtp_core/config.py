@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from wmtp_core import paths
 from wmtp_core.experiments import EXPERIMENTS, ExperimentName, StageName, check_stages
@@ -72,8 +72,20 @@ class DataConfig(Strict):
     sources: list[str] = Field(default_factory=lambda: ["codecontests", "mbpp"], min_length=1)
     split: str = "train"
     suffix: str | None = None  # "small" -> train_small.jsonl
-    max_len: int = Field(2048, gt=8)
+    max_len: int = Field(2048, gt=8)  # must exceed every training prompt (checked before step 1: train/data.py)
     shuffle: bool = True
+
+    @field_validator("sources")
+    @classmethod
+    def _known_sources(cls, sources: list[str]) -> list[str]:
+        from wmtp_core.data.schema import SOURCES
+
+        unknown = [s for s in sources if s not in SOURCES]
+        if unknown:
+            raise ValueError(f"unknown source(s) {unknown}; expected some of {list(SOURCES)}")
+        if len(set(sources)) != len(sources):
+            raise ValueError(f"listed twice: {sorted({s for s in sources if sources.count(s) > 1})}")
+        return sources
 
 
 class OptimConfig(Strict):
@@ -207,21 +219,30 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def parse_override(text: str) -> dict[str, Any]:
-    """`a.b.c=value` -> {"a": {"b": {"c": value}}}; the value is parsed as YAML (numbers, bools, lists, null)."""
+def split_override(text: str) -> tuple[str, Any]:
+    """`a.b.c=value` -> ("a.b.c", value); the value is parsed as YAML (numbers, bools, lists, null)."""
     if "=" not in text:
         raise ConfigError(f"--set {text!r}: expected key=value")
     key, raw = text.split("=", 1)
-    parts = key.strip().split(".")
-    if not all(parts):
+    if not all(key.strip().split(".")):
         raise ConfigError(f"--set {text!r}: empty key segment")
     try:
         value: Any = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {text!r}: value is not valid YAML: {exc}") from exc
-    for part in reversed(parts):
+    return key.strip(), value
+
+
+def nest(key: str, value: Any) -> dict[str, Any]:
+    """("a.b.c", value) -> {"a": {"b": {"c": value}}}."""
+    for part in reversed(key.split(".")):
         value = {part: value}
     return value
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """`a.b.c=value` -> {"a": {"b": {"c": value}}}; the value is parsed as YAML (numbers, bools, lists, null)."""
+    return nest(*split_override(text))
 
 
 def preset_path(config_path: Path, preset: str) -> Path:

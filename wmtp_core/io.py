@@ -9,6 +9,7 @@ directory, so a power loss cannot leave a renamed-in-place output whose contents
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -111,11 +112,20 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         remove_path(tmp)
 
 
+# A directory fsync some filesystems do not implement (FUSE mounts, some network filesystems): the files in it
+# are still fsynced; only the durability of the names then rests on the filesystem.
+_DIR_FSYNC_UNSUPPORTED = {errno.EINVAL, errno.ENOTSUP, errno.ENOSYS}
+
+
 def fsync_path(path: str | Path) -> None:
     """fsync one file or directory (a directory's fsync makes the names in it durable)."""
-    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if Path(path).is_dir() else 0))
+    is_dir = Path(path).is_dir()
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if is_dir else 0))
     try:
         os.fsync(fd)
+    except OSError as exc:
+        if not (is_dir and exc.errno in _DIR_FSYNC_UNSUPPORTED):
+            raise
     finally:
         os.close(fd)
 

@@ -1,8 +1,11 @@
 """Secrets: load `.env.vessl` and keep every secret value out of logs, exceptions and artifacts.
 
-`load_env_file` parses a dotenv-style file (KEY=VALUE, `#` comments, optional quotes). Every value whose
+`load_env_file` parses a dotenv-style file (KEY=VALUE, `#` comments, optional quotes) and refuses one that its
+group or others can read (make it with `install -m 600 .env.vessl.example .env.vessl`). Every value whose
 key looks secret (token, password, secret, key) is registered with the process-wide `REDACTOR`, which
-`redact()` text, a `logging.Filter` and an exception wrapper all use.
+`redact()` text, a `logging.Filter` and an exception wrapper all use. `redact()` also masks URL userinfo
+(`scheme://user:password@host` -> `scheme://***@host`). `scrub()` adds token-looking patterns (vendor token
+prefixes, `Bearer ...`, `SOME_TOKEN=...` assignments) for text that untrusted code produced (verdict details).
 """
 
 from __future__ import annotations
@@ -22,8 +25,27 @@ MASK = "***"
 _MIN_SECRET_LEN = 4  # shorter values would redact ordinary words
 
 
+URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#@]+@")
+TOKEN_PATTERNS = (
+    re.compile(r"\b(?:hf|gh[pousr]|github_pat|glpat|xox[abprs])_[A-Za-z0-9_-]{16,}"),  # vendor token prefixes
+    re.compile(r"\b(?:sk|pk|rk)-[A-Za-z0-9_-]{20,}"),
+    re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+    re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"),  # JWT
+)
+SECRET_ASSIGNMENT = re.compile(  # FOO_TOKEN=..., "password": "...", Authorization: Bearer ...
+    r"(?P<key>\b[A-Za-z0-9_]*(?:TOKEN|PASSWORD|PASSWD|SECRET|CREDENTIALS?|API_?KEY|ACCESS_KEY|AUTHORIZATION)"
+    r"[\"']?\s*[=:]\s*[\"']?)(?:Bearer\s+|Basic\s+)?[^\s\"',;]{4,}",
+    re.IGNORECASE,
+)
+BEARER = re.compile(r"\b(?P<key>Bearer\s+)[A-Za-z0-9._~+/=-]{8,}")
+
+
 class EnvFileError(ValueError):
     """A malformed line in an env file (the message names file and line, never the value)."""
+
+
+class InsecureEnvFileError(EnvFileError):
+    """A secrets file that other users can read (the message names the file, its mode and the fix)."""
 
 
 def is_secret_key(key: str) -> bool:
@@ -48,6 +70,15 @@ def _parse_line(path: Path, lineno: int, raw: str) -> tuple[str, str] | None:
     return key, value
 
 
+def check_private(path: Path) -> None:
+    """Refuse a secrets file that its group or others may read or write (as ssh does for private keys)."""
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise InsecureEnvFileError(
+            f"{path}: mode {mode:04o} lets other users read these secrets; run `chmod 600 {path}` "
+            f"(create it with `install -m 600 .env.vessl.example .env.vessl`)")
+
+
 def load_env_file(path: str | Path = DEFAULT_ENV_FILE, *, required: bool = False) -> dict[str, str]:
     """Read KEY=VALUE pairs; register secret-looking values with `REDACTOR`. Missing file -> {} unless required."""
     path = Path(path)
@@ -55,6 +86,7 @@ def load_env_file(path: str | Path = DEFAULT_ENV_FILE, *, required: bool = False
         if required:
             raise FileNotFoundError(f"{path}: env file not found (copy .env.vessl.example and fill it in)")
         return {}
+    check_private(path)
     values: dict[str, str] = {}
     for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         parsed = _parse_line(path, lineno, raw)
@@ -74,9 +106,12 @@ class Redactor:
 
     def register(self, values: Iterable[str | None]) -> None:
         with self._lock:
+            before = len(self._values)
             for value in values:
                 if value and len(value) >= _MIN_SECRET_LEN:
                     self._values.add(value)
+            if len(self._values) == before and self._pattern is not None:
+                return
             ordered = sorted(self._values, key=len, reverse=True)
             self._pattern = re.compile("|".join(re.escape(v) for v in ordered)) if ordered else None
 
@@ -99,8 +134,25 @@ class Redactor:
 REDACTOR = Redactor()
 
 
+def redact_url_userinfo(text: str) -> str:
+    """`scheme://user:password@host` -> `scheme://***@host` (the user name goes too: it is half a credential)."""
+    return URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{MASK}@", text) if "@" in text else text
+
+
 def redact(text: str) -> str:
-    return REDACTOR.redact(text)
+    """Every registered secret value and every URL's userinfo masked."""
+    return redact_url_userinfo(REDACTOR.redact(text))
+
+
+def scrub(text: str) -> str:
+    """`redact` plus token-looking patterns and the secrets of our own environment: for text that untrusted code
+    produced (a sandboxed program's stderr/stdout in a verdict detail), where values we never saw may appear."""
+    REDACTOR.register_environ()
+    text = redact(text)
+    for pattern in TOKEN_PATTERNS:
+        text = pattern.sub(MASK, text)
+    text = SECRET_ASSIGNMENT.sub(lambda m: f"{m.group('key')}{MASK}", text)
+    return BEARER.sub(lambda m: f"{m.group('key')}{MASK}", text)
 
 
 def redact_data(value: object) -> object:

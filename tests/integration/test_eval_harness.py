@@ -32,6 +32,9 @@ def test_evaluate_writes_samples_results_and_summary(tmp_path: Path) -> None:
     assert result.pass_at_k == mean_pass_at_k(pass_counts(results).values(), [1, 2])
     summary = json.loads(result.summary_path.read_text())
     assert summary["pass_at_k"] == result.pass_at_k and summary["sandbox_isolation"]
+    assert not summary["speculative"]  # sampling (temperature 0.8): plain decoding
+    metrics = result.metrics()
+    assert metrics["pass@1"] == result.pass_at_k["pass@1"] and metrics["generated_tokens"] > 0
     again = evaluate(model_dir, "humaneval", n=2, ks=[1], limit=2, out_dir=tmp_path / "again",
                      temperature=0.8, max_new_tokens=12, seed=3)
     assert [s["completion"] for s in _rows(again.samples_path)] == [s["completion"] for s in samples]
@@ -41,12 +44,18 @@ def test_cli_eval_speculative_matches_greedy(tmp_path: Path) -> None:
     model_dir = tiny_model_dir(tmp_path)
     common = ["eval", "--model", str(model_dir), "--dataset", "mbpp", "--n", "1", "--k", "1", "--limit", "2",
               "--max-new-tokens", "16"]
-    assert main(common + ["--out", str(tmp_path / "greedy")]) == 0
-    assert main(common + ["--out", str(tmp_path / "spec"), "--speculative"]) == 0
-    greedy, spec = _rows(tmp_path / "greedy" / "samples.jsonl"), _rows(tmp_path / "spec" / "samples.jsonl")
-    assert [s["completion"] for s in greedy] == [s["completion"] for s in spec]
-    summary = json.loads((tmp_path / "spec" / "summary.json").read_text())
-    assert summary["speculative"] and "draft_acceptance" in summary["generation"]
+    assert main(common + ["--out", str(tmp_path / "greedy"), "--no-speculative"]) == 0
+    assert main(common + ["--out", str(tmp_path / "spec")]) == 0  # greedy + extra heads: speculative by default
+    assert main(common + ["--out", str(tmp_path / "k1"), "--speculative", "--draft-len", "1"]) == 0
+    greedy = [s["completion"] for s in _rows(tmp_path / "greedy" / "samples.jsonl")]
+    for name, draft_len in (("spec", 3), ("k1", 1)):
+        assert [s["completion"] for s in _rows(tmp_path / name / "samples.jsonl")] == greedy
+        summary = json.loads((tmp_path / name / "summary.json").read_text())
+        gen = summary["generation"]
+        assert summary["speculative"] and gen["draft_len"] == draft_len and gen["tokens_per_forward"] >= 1.0
+        assert set(gen["head_acceptance"]) <= {f"head{j}" for j in range(1, draft_len + 1)}
+    plain = json.loads((tmp_path / "greedy" / "summary.json").read_text())
+    assert not plain["speculative"] and "tokens_per_forward" not in plain["generation"]
 
 
 def test_training_prompt_is_used_for_mbpp_and_codecontests(tmp_path: Path) -> None:

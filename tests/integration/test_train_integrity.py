@@ -107,3 +107,15 @@ def test_diverged_update_is_never_checkpointed(tmp_path: Path) -> None:
         run_training(cfg, run_name="lr")
     assert "no checkpoint was written before it" in str(err.value)
     assert list_checkpoints(tmp_path / "runs" / "lr" / "checkpoints", ["stage2"]) == []
+
+
+def test_max_len_below_prompt_budget_fails_before_training(tmp_path: Path) -> None:
+    from wmtp_core.data.errors import DatasetError
+
+    data = write_tiny_datasets(tmp_path / "datasets")
+    cfg = train_config(tmp_path, "baseline", tiny_model_dir(tmp_path), data,
+                       overrides=[*QUIET, "train.max_steps=1", "data.max_len=12"])
+    with pytest.raises(DatasetError, match=r"data.max_len: 12 is below the prompt budget .* prompt of \S+ has "
+                                           r"\d+ tokens .* set data.max_len >= \d+"):
+        run_training(cfg, run_name="short")
+    assert not (tmp_path / "runs" / "short" / "checkpoints").exists()

@@ -116,3 +116,11 @@ def test_flatten_for_params() -> None:
     flat = flatten(config_dict(load_config(DEFAULTS, CONFIGS / "recipe.verifiable.yaml")))
     assert flat["optim.lr"] == 1e-5 and flat["verifiable.critic.gamma"] == 0.99
     assert flat["stages"] == '["stage1", "stage2"]'
+
+
+def test_unknown_or_repeated_data_source_rejected_at_load() -> None:
+    with pytest.raises(ConfigError, match=r"--set data.sources=\[mbpp,codecontest\]: field data.sources: .*"
+                       r"unknown source\(s\) \['codecontest'\]"):
+        load_config(DEFAULTS, CONFIGS / "recipe.baseline.yaml", None, ["data.sources=[mbpp,codecontest]"])
+    with pytest.raises(ConfigError, match=r"field data.sources: .*listed twice: \['mbpp'\]"):
+        load_config(DEFAULTS, CONFIGS / "recipe.baseline.yaml", None, ["data.sources=[mbpp,mbpp]"])

@@ -139,10 +139,14 @@ def test_extra_rows_do_not_move_source_rows(tmp_path) -> None:
     assert len(_read(with_extra.split_file("train", incorrect=True))) > 0
 
 
-def test_validation_passes_and_leakage_check_covers_incorrect_rows(prepared) -> None:
+def test_validation_reports_rejected_extra_rows_and_leakage_check_covers_incorrect_rows(prepared) -> None:
     layout, _ = prepared
     report = validate_datasets(layout.root, ["mbpp"], paths.CODE_TOKENIZER, 512)
-    assert report.ok, report.errors
+    # the two bad extra rows (no output; a problem that does not exist) are the only problems
+    assert len(report.errors) == 2, report.errors
+    assert "negatives.jsonl:63: output: missing" in report.errors[0]
+    assert "negatives.jsonl:62: task_id: round 'mbpp-999' matches no kept problem" in report.errors[1]
+    assert "rejected by prepare-data, stage split" in report.errors[1]
     assert report.counts["mbpp"]["processed_incorrect/train"] > 0
     # move one incorrect row of a train problem into processed_incorrect/test: a round now in two splits
     train_bad, test_bad = (
@@ -217,3 +221,38 @@ def test_bad_raw_extra_line_is_rejected_with_its_precise_error(tmp_path, name) -
 
 def _read_first(path: Path) -> dict:
     return json.loads(path.read_bytes().split(b"\n")[0])
+
+
+def _rejected_extra_root(tmp_path: Path) -> SourceLayout:
+    """One over-length extra row of a problem that has no kept source row (both the length and the split rule
+    would reject it) beside valid ones."""
+    long_code = "def f(x):\n" + "".join(f"    x = x + {i}\n" for i in range(400)) + "    return x"
+    orphan = _negative(N_PROBLEMS + 7, 1) | {"output": long_code}
+    return _root(tmp_path, [_negative(1, 1), orphan])
+
+
+def test_over_length_extra_row_is_rejected_for_its_length(tmp_path) -> None:
+    layout = _rejected_extra_root(tmp_path)
+    report = prepare_source(layout, BUDGET, SplitConfig())
+    assert report.extra_rejected == 1
+    assert len(report.errors) == 1 and report.errors[0].startswith("mbpp/raw_extra/")
+    assert ":2: output: code alone needs" in report.errors[0] and "matches no kept problem" not in report.errors[0]
+
+
+def test_validate_and_strict_prepare_fail_on_rejected_extra_rows(tmp_path, capsys) -> None:
+    from wmtp_core.cli import main
+    from wmtp_core.data.api import prepare_and_validate
+    from wmtp_core.data.errors import DatasetError
+
+    layout = _rejected_extra_root(tmp_path)
+    root = str(layout.dir.parent)
+    common = ["--datasets-root", root, "--sources", "mbpp", "--max-tokens", "512"]
+    assert main(["prepare-data", *common]) == 0  # not strict: reported, exit 0
+    assert main(["prepare-data", *common, "--strict"]) == 1
+    assert "1 raw_extra row(s) rejected (strict)" in capsys.readouterr().err
+    assert main(["validate-datasets", *common]) == 1
+    err = capsys.readouterr().err
+    assert "raw_extra/negatives.jsonl:2: output: code alone needs" in err and "rejected by prepare-data" in err
+    assert not (layout.dir.parent / "manifest.json").exists()
+    with pytest.raises(DatasetError, match=r"raw_extra row\(s\) rejected \(strict\)"):
+        prepare_and_validate(layout.dir.parent, ["mbpp"], paths.CODE_TOKENIZER, max_tokens=512)

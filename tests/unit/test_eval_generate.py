@@ -7,10 +7,10 @@ import random
 import pytest
 import torch
 
-from tests.fixtures.eval import rule_next, tiny_model, trained_tiny_model
+from tests.fixtures.eval import permutation_model, rule_next, tiny_model, trained_tiny_model
 from vendor.meta_llama.generation import KVCache
 from wmtp_core.eval.generate import SamplingConfig, generate, sample_next
-from wmtp_core.eval.speculative import SpeculativeStats, speculative_generate
+from wmtp_core.eval.speculative import SpeculativeConfig, SpeculativeStats, speculative_generate
 
 EOS, PAD = 2, 0
 
@@ -109,47 +109,90 @@ def test_top_p_keeps_only_the_nucleus() -> None:
     assert sample_next(logits[:3], 0.0, 1.0, None).tolist() == [0, 0, 0]
 
 
-def _assert_speculative_equals_greedy(model, prompts, cfg) -> SpeculativeStats:
+FIXED = [SpeculativeConfig(draft_len=k, adaptive=False) for k in (1, 2, 3)]
+
+
+def _assert_speculative_equals_greedy(model, prompts, cfg, spec=None, eos=EOS) -> SpeculativeStats:
+    """Speculative output == plain cached greedy == (per prompt) the uncached reference loop."""
     stats = SpeculativeStats()
-    plain = generate(model, prompts, EOS, PAD, cfg, decode)
-    fast = speculative_generate(model, prompts, EOS, PAD, cfg, decode, stats)
-    for a, b in zip(plain, fast):
+    plain = generate(model, prompts, eos, PAD, cfg, decode)
+    fast = speculative_generate(model, prompts, eos, PAD, cfg, decode, stats, spec)
+    for prompt, a, b in zip(prompts, plain, fast):
         assert (a.tokens, a.finish_reason, a.text) == (b.tokens, b.finish_reason, b.text)
+        if len(prompts) == 1 and not cfg.stop:  # the uncached loop is slow: single prompts only
+            assert b.tokens == reference_greedy(model, prompt, cfg.max_new_tokens, eos)
+    assert stats.tokens_per_forward >= 1.0
     return stats
 
 
-def test_speculative_equals_greedy_on_random_model(model) -> None:
-    prompts = random_prompts(24, 97, seed=4)
-    for prompt in prompts[:12]:
-        _assert_speculative_equals_greedy(model, [prompt], SamplingConfig(max_new_tokens=25))
-    _assert_speculative_equals_greedy(model, prompts[12:], SamplingConfig(max_new_tokens=25))  # padded batch
+@pytest.mark.parametrize("spec", [None, *FIXED], ids=["adaptive", "k1", "k2", "k3"])
+def test_speculative_equals_greedy_on_random_model(model, spec) -> None:
+    prompts = random_prompts(16, 97, seed=4)
+    for prompt in prompts[:4]:
+        _assert_speculative_equals_greedy(model, [prompt], SamplingConfig(max_new_tokens=25), spec)
+    _assert_speculative_equals_greedy(model, prompts[4:], SamplingConfig(max_new_tokens=25), spec)  # padded batch
 
 
-def test_speculative_equals_greedy_with_accepted_and_rejected_drafts(trained) -> None:
-    prompts = random_prompts(24, 40, seed=5)
-    totals = SpeculativeStats()
-    for prompt in prompts:
-        stats = _assert_speculative_equals_greedy(trained, [prompt], SamplingConfig(max_new_tokens=30))
-        totals.accepted += stats.accepted
-        totals.drafted += stats.drafted
-    assert 0 < totals.accepted < totals.drafted  # both paths (accept, reject + roll back) were taken
-    batch = _assert_speculative_equals_greedy(trained, prompts, SamplingConfig(max_new_tokens=30))
-    assert batch.forwards > 0
+@pytest.mark.parametrize("spec", [None, *FIXED], ids=["adaptive", "k1", "k2", "k3"])
+def test_speculative_equals_greedy_with_accepted_and_rejected_drafts(trained, spec) -> None:
+    prompts = random_prompts(12, 40, seed=5)
+    drafted = accepted = 0
+    for prompt in prompts[:6]:
+        stats = _assert_speculative_equals_greedy(trained, [prompt], SamplingConfig(max_new_tokens=30), spec)
+        drafted, accepted = drafted + sum(stats.drafted), accepted + sum(stats.accepted)
+    assert 0 < accepted < drafted  # both paths (accept, reject + roll back) were taken
+    batch = _assert_speculative_equals_greedy(trained, prompts, SamplingConfig(max_new_tokens=30), spec)
+    assert batch.uneven_steps > 0  # rows accepted different numbers of drafts: holes in the batch's cache
     stops = SamplingConfig(max_new_tokens=30, stop=(f"t{rule_next(10, 40)} t{rule_next(rule_next(10, 40), 40)}",))
-    _assert_speculative_equals_greedy(trained, prompts[:8] + [[1, 10]], stops)
+    _assert_speculative_equals_greedy(trained, prompts[:8] + [[1, 10]], stops, spec)
 
 
-def test_speculative_equals_greedy_with_eos_inside_accepted_drafts(trained) -> None:
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_full_acceptance_emits_draft_len_plus_one_tokens_per_forward(k) -> None:
+    model = permutation_model(vocab_size=16)
+    spec, cfg = SpeculativeConfig(draft_len=k, adaptive=False), SamplingConfig(max_new_tokens=40)
+    prompts = random_prompts(6, 16, seed=6, max_len=5)
+    for prompt in prompts[:2]:
+        stats = _assert_speculative_equals_greedy(model, [prompt], cfg, spec)
+        steps = -(-(40 - 1) // (k + 1))  # prefill emits one token, every later forward k + 1
+        assert stats.forwards == 1 + steps
+        assert stats.head_acceptance() == {f"head{j}": 1.0 for j in range(1, k + 1)}
+    _assert_speculative_equals_greedy(model, prompts, cfg, spec)
+
+
+def test_partial_acceptance_differs_per_row_and_matches_greedy() -> None:
+    model = permutation_model(vocab_size=16, wrong_every=3)  # heads 2 and 3 wrong on every third token
+    prompts = random_prompts(8, 16, seed=7, max_len=6)
+    for spec in [None, *FIXED[1:]]:
+        stats = _assert_speculative_equals_greedy(model, prompts, SamplingConfig(max_new_tokens=40), spec)
+        rates = stats.head_acceptance()
+        assert stats.uneven_steps > 0 and rates["head1"] == 1.0 and 0.0 < rates["head2"] < 1.0
+
+
+def test_adaptive_drafting_backs_off_at_zero_acceptance() -> None:
+    model = permutation_model(vocab_size=16, wrong_every=1)  # every draft wrong
+    prompt, cfg = [1, 5, 9], SamplingConfig(max_new_tokens=120)
+    fixed = _assert_speculative_equals_greedy(model, [prompt], cfg, FIXED[2])
+    adaptive = _assert_speculative_equals_greedy(model, [prompt], cfg)
+    assert sum(fixed.accepted) == sum(adaptive.accepted) == 0
+    assert sum(fixed.drafted) == 3 * (120 - 1) and fixed.tokens_per_forward == 1.0
+    assert sum(adaptive.drafted) < 40  # a few steps at 3 drafts, then single-draft probes at growing intervals
+
+
+def test_speculative_with_eos_inside_accepted_drafts(trained) -> None:
     prompt = [1, 7]
     chain = generate(trained, [prompt], EOS, PAD, SamplingConfig(max_new_tokens=12), decode)[0].tokens
     eos = chain[6]  # an id the model will emit, probably inside an accepted draft run
-    stats = SpeculativeStats()
-    cfg = SamplingConfig(max_new_tokens=12)
-    plain = generate(trained, [prompt], eos, PAD, cfg, decode)[0]
-    fast = speculative_generate(trained, [prompt], eos, PAD, cfg, decode, stats)[0]
-    assert plain.tokens == fast.tokens == chain[: chain.index(eos)] and fast.finish_reason == "eos"
+    for spec in [None, *FIXED]:
+        fast = speculative_generate(trained, [prompt], eos, PAD, SamplingConfig(max_new_tokens=12), decode,
+                                    spec=spec)[0]
+        assert fast.tokens == chain[: chain.index(eos)] and fast.finish_reason == "eos"
 
 
-def test_speculative_is_greedy_only(model) -> None:
+def test_speculative_rejects_sampling_and_bad_draft_lengths(model) -> None:
     with pytest.raises(ValueError, match="greedy only"):
         speculative_generate(model, [[1, 5]], EOS, PAD, SamplingConfig(temperature=0.8), decode)
+    with pytest.raises(ValueError, match="draft_len=4 exceeds"):
+        speculative_generate(model, [[1, 5]], EOS, PAD, SamplingConfig(), decode, spec=SpeculativeConfig(draft_len=4))
+    with pytest.raises(ValueError, match="needs a model with extra heads"):
+        speculative_generate(tiny_model(n_future=1, n_layers=3), [[1, 5]], EOS, PAD, SamplingConfig(), decode)

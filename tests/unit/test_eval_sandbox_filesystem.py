@@ -123,3 +123,24 @@ def test_cli_refuses_early_and_allow_unisolated_opts_in(monkeypatch: pytest.Monk
         assert "1/1 reference solutions pass" in capsys.readouterr().out and detect_isolation().name == "plain"
     finally:
         detect_isolation.cache_clear()
+
+
+def test_verdict_details_are_scrubbed_before_they_are_stored() -> None:
+    """Whatever a program prints (a known secret, a token it found, URL credentials) never reaches the detail."""
+    from wmtp_core.eval.checkers import check
+    from wmtp_core.eval.problems import Problem
+    from wmtp_core.secrets import REDACTOR
+
+    known = f"known-secret-{uuid.uuid4().hex[:12]}"
+    REDACTOR.register([known])
+    code = textwrap.dedent(f"""
+        import sys
+        sys.stderr.write('VESSL_ACCESS_TOKEN=tok-seen-somewhere-1234 hf_abcdefghijklmnopqrstuv '
+                         'https://bob:pw-in-url-5678@mlflow.example.com {known}\\\\n')
+    """)
+    problem = Problem("mbpp-0_A", "mbpp", code, {"test_list": ["assert False"], "test_setup_code": ""}, {})
+    verdict = check(problem, code, FAST)
+    assert verdict.status == "failed" and "AssertionError" in verdict.detail
+    for secret in ("tok-seen-somewhere-1234", "hf_abcdefghijklmnopqrstuv", "pw-in-url-5678", known):
+        assert secret not in verdict.detail and secret not in str(verdict.to_dict())
+    assert "VESSL_ACCESS_TOKEN=***" in verdict.detail

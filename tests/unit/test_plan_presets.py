@@ -38,20 +38,22 @@ def test_unknown_dims_fail_closed(tmp_path: Path) -> None:
         job_memory_check(cfg, 4, 80.0)
 
 
-def test_check_train_job_reads_train_args_and_model_dims(tmp_path: Path) -> None:
+def test_check_train_job_resolves_the_job_with_the_model_dims(tmp_path: Path) -> None:
     import json
     from dataclasses import asdict
 
     from wmtp_core.plan import SHAPES, check_train_job
+    from wmtp_core.train.job import TrainJob
 
     model = tmp_path / "model"
     model.mkdir()
     (model / "params.json").write_text(json.dumps(asdict(SHAPES["7B_1T_4"])))
-    args = ["--config", str(ROOT / "configs/defaults.yaml"), "--recipe", str(ROOT / "configs/recipe.baseline.yaml")]
+    job = TrainJob(experiment="baseline", config=str(ROOT / "configs/defaults.yaml"),
+                   recipe=str(ROOT / "configs/recipe.baseline.yaml"))
     with pytest.raises(MemoryPlanError, match="DOES NOT FIT"):
-        check_train_job(args, 1, 80.0, model)
-    assert check_train_job([*args, "--preset", "a100x1"], 1, 80.0, model).fits
-    assert check_train_job([*args, "--set", "model.finetune=lora", "--set", "model.activation_checkpointing=true"],
-                           1, 80.0, model).fits
+        check_train_job(job, 1, 80.0, model)
+    assert check_train_job(job.model_copy(update={"preset": "a100x1"}), 1, 80.0, model).fits
+    lora = {"model.finetune": "lora", "model.activation_checkpointing": True}
+    assert check_train_job(job.model_copy(update={"overrides": lora}), 1, 80.0, model).fits
     with pytest.raises(MemoryPlanError, match="params.json"):
-        check_train_job(args, 4, 80.0, tmp_path / "missing")
+        check_train_job(job, 4, 80.0, tmp_path / "missing")

@@ -51,13 +51,22 @@ def test_atomic_json_fsyncs_file_and_directory(tmp_path: Path, fsynced: list[str
 
 
 @pytest.mark.slow  # torch.distributed.checkpoint's first import and save
-def test_distributed_checkpoint_fsynced(tmp_path: Path, fsynced: list[str]) -> None:
+def test_distributed_checkpoint_fsynced_and_verified(tmp_path: Path, fsynced: list[str]) -> None:
     from wmtp_core.distributed_checkpoint import save_distributed_checkpoint
 
     target = save_distributed_checkpoint(tmp_path / "ck", {"m": nn.Linear(3, 2)}, state={"step": 1})
     shards = [p.name for p in (target / "dcp").iterdir()]
     assert shards and all(any(s.endswith(f"/dcp/{name}") for s in fsynced) for name in shards)
     assert any(s.endswith("/dcp") for s in fsynced) and fsynced[-1] == str(tmp_path)
+
+    ckpt = state.Checkpoint(target, "stage2", 1)
+    state.verify_checkpoint(ckpt)  # every shard listed in checkpoint.json with its SHA256
+    shard = sorted((target / "dcp").glob("*.distcp"))[0]
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    shard.write_bytes(bytes(data))
+    with pytest.raises(state.CheckpointError, match=rf"{shard}: SHA256 .* differs"):
+        state.verify_checkpoint(ckpt)
 
 
 def test_disk_full_names_path_and_errno(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,6 +15,7 @@ from wmtp_core.secrets import (
     redact,
     redact_data,
     redacted_exception,
+    scrub,
 )
 from wmtp_core.vessl_client.settings import load_settings
 
@@ -23,6 +24,7 @@ def test_env_file_parsing_and_registration(tmp_path) -> None:
     env = tmp_path / ".env.vessl"
     env.write_text("# comment\nexport VESSL_ACCESS_TOKEN='tok-unit-777'\nVESSL_ORGANIZATION=org # trailing\n"
                    "VESSL_PROJECT=\"p\"\nMLFLOW_TRACKING_PASSWORD=pw-unit-888\n")
+    env.chmod(0o600)
     values = load_env_file(env)
     assert values == {"VESSL_ACCESS_TOKEN": "tok-unit-777", "VESSL_ORGANIZATION": "org", "VESSL_PROJECT": "p",
                       "MLFLOW_TRACKING_PASSWORD": "pw-unit-888"}
@@ -32,6 +34,7 @@ def test_env_file_parsing_and_registration(tmp_path) -> None:
 def test_env_file_errors_name_file_and_line(tmp_path) -> None:
     env = tmp_path / "bad.env"
     env.write_text("A=1\nthis is not an assignment\n")
+    env.chmod(0o600)
     with pytest.raises(EnvFileError, match=r"bad.env:2: expected KEY=VALUE"):
         load_env_file(env)
     with pytest.raises(FileNotFoundError, match="copy .env.vessl.example"):
@@ -43,6 +46,7 @@ def test_settings_require_keys_and_mask_token(tmp_path, monkeypatch) -> None:
         monkeypatch.delenv(key, raising=False)
     env = tmp_path / ".env.vessl"
     env.write_text("VESSL_ACCESS_TOKEN=tok-unit-999\n")
+    env.chmod(0o600)
     with pytest.raises(ValueError, match="missing VESSL_ORGANIZATION, VESSL_PROJECT"):
         load_settings(env)
     env.write_text("VESSL_ACCESS_TOKEN=tok-unit-999\nVESSL_ORGANIZATION=o\nVESSL_PROJECT=p\n")
@@ -79,3 +83,42 @@ def test_logging_filter_and_exception_and_json() -> None:
     assert "boom ***" in record.exc_text
     assert r_value not in str(redacted_exception(ValueError(r_value)))
     assert redact_data({"a": [r_value, 1], r_value: {"b": r_value}}) == {"a": ["***", 1], "***": {"b": "***"}}
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660, 0o620])
+def test_env_file_readable_by_others_is_refused(tmp_path, mode: int) -> None:
+    env = tmp_path / ".env.vessl"
+    env.write_text("VESSL_ACCESS_TOKEN=tok-unit-perm-555\n")
+    env.chmod(mode)
+    with pytest.raises(EnvFileError, match=rf"\.env\.vessl: mode {mode:04o} .*chmod 600") as refused:
+        load_env_file(env)
+    assert "tok-unit-perm-555" not in str(refused.value)
+    env.chmod(0o600)
+    assert load_env_file(env) == {"VESSL_ACCESS_TOKEN": "tok-unit-perm-555"}
+    env.chmod(0o400)
+    assert load_env_file(env) == {"VESSL_ACCESS_TOKEN": "tok-unit-perm-555"}
+
+
+def test_url_userinfo_is_redacted_everywhere() -> None:
+    assert redact("cannot reach https://alice:pa55w0rd@mlflow.example.com:5000/api/2.0") == \
+        "cannot reach https://***@mlflow.example.com:5000/api/2.0"
+    assert redact("postgresql+psycopg2://u:p@db:5432/x and http://tok@h/") == "postgresql+psycopg2://***@db:5432/x " \
+        "and http://***@h/"
+    untouched = "mail a@b.c, git@github.com:o/r.git, http://host/path?q=a@b, sqlite:///storage/mlflow/mlflow.db"
+    assert redact(untouched) == untouched
+    assert "pa55w0rd" not in str(redacted_exception(ConnectionError("https://alice:pa55w0rd@h/ refused")))
+
+
+def test_scrub_masks_token_looking_strings_and_our_environment(monkeypatch) -> None:
+    monkeypatch.setenv("SOME_SERVICE_TOKEN", "env-token-value-9876")
+    leaky = ("VESSL_ACCESS_TOKEN=tok-from-a-file-1234\n{\"password\": \"hunter2hunter2\"}\n"
+             "Authorization: Bearer abc.def.ghi-123456\nhf_abcdefghijklmnopqrstuv ghp_0123456789abcdefghijkl "
+             "AKIAABCDEFGHIJKLMNOP sk-0123456789abcdefghijklmn\nsaw env-token-value-9876 at https://u:p@h/\n")
+    scrubbed = scrub(leaky)
+    for secret in ("tok-from-a-file-1234", "hunter2hunter2", "abc.def.ghi-123456", "hf_abcdefghijklmnopqrstuv",
+                   "ghp_0123456789abcdefghijkl", "AKIAABCDEFGHIJKLMNOP", "sk-0123456789abcdefghijklmn",
+                   "env-token-value-9876", "u:p@"):
+        assert secret not in scrubbed, secret
+    assert "VESSL_ACCESS_TOKEN=***" in scrubbed and "https://***@h/" in scrubbed
+    ordinary = "test 0: expected '4 5', got 'max_new_tokens=256 tokens 7'\nAssertionError: sk-learn"
+    assert scrub(ordinary) == ordinary

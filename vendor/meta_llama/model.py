@@ -115,12 +115,14 @@ class RMSNorm(nn.Module):
         return normed.type_as(x) * self.weight
 
 
-def rope_tables(head_dim: int, start: int, length: int, theta: float, device: torch.device
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin tables (length, Dh/2) in fp32 for positions [start, start+length)."""
+def rope_tables(head_dim: int, start: int, length: int, theta: float, device: torch.device,
+                positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables (length, Dh/2) in fp32 for positions [start, start+length), or (B, S, Dh/2) for explicit
+    per-row `positions` (B, S) (speculative decoding, where rows of a batch sit at different positions)."""
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim))
-    positions = torch.arange(start, start + length, device=device, dtype=torch.float32)
-    angles = torch.outer(positions, inv_freq)
+    if positions is None:
+        positions = torch.arange(start, start + length, device=device)
+    angles = positions.float()[..., None] * inv_freq
     return angles.cos(), angles.sin()
 
 
@@ -128,7 +130,7 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     """Rotate adjacent feature pairs (2i, 2i+1) of x (B, S, H, Dh) — Meta's interleaved convention."""
     pairs = x.float().unflatten(-1, (-1, 2))  # (B, S, H, Dh/2, 2)
     even, odd = pairs[..., 0], pairs[..., 1]
-    c, s = cos[None, :, None, :], sin[None, :, None, :]
+    c, s = (cos[None, :, None, :], sin[None, :, None, :]) if cos.dim() == 2 else (cos[:, :, None], sin[:, :, None])
     rotated = torch.stack((even * c - odd * s, even * s + odd * c), dim=-1)
     return rotated.flatten(-2).type_as(x)
 
@@ -223,14 +225,17 @@ class Transformer(nn.Module):
             raise IndexError(f"head index {k} outside [0, {self.n_future})")
         return self.layers[-1] if k == 0 else self.extra_heads[k - 1]
 
-    def _rope(self, start_pos: int, seqlen: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        return rope_tables(self.args.head_dim, start_pos, seqlen, self.args.rope_theta, device)
+    def _rope(self, start_pos: int, seqlen: int, device: torch.device, positions: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        return rope_tables(self.args.head_dim, start_pos, seqlen, self.args.rope_theta, device, positions)
 
     def trunk_forward(self, tokens: torch.Tensor, start_pos: int = 0, cache: KVCacheProtocol | None = None,
-                      attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """tokens (B, S) -> pre-norm trunk output (B, S, D), shared input of every head block."""
+                      attn_mask: torch.Tensor | None = None, positions: torch.Tensor | None = None
+                      ) -> torch.Tensor:
+        """tokens (B, S) -> pre-norm trunk output (B, S, D), shared input of every head block. `start_pos` is the
+        cache slot of the first token; `positions` (B, S), when given, are the RoPE positions (default: slots)."""
         h = self.tok_embeddings(tokens)
-        cos, sin = self._rope(start_pos, tokens.shape[1], tokens.device)
+        cos, sin = self._rope(start_pos, tokens.shape[1], tokens.device, positions)
         for block in self.layers[:-1]:
             if self.checkpoint_trunk and self.training and torch.is_grad_enabled():
                 h = checkpoint(block, h, cos, sin, start_pos, cache, attn_mask, use_reentrant=False)
@@ -239,9 +244,10 @@ class Transformer(nn.Module):
         return h
 
     def head_hidden(self, trunk: torch.Tensor, k: int, start_pos: int = 0,
-                    cache: KVCacheProtocol | None = None, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+                    cache: KVCacheProtocol | None = None, attn_mask: torch.Tensor | None = None,
+                    positions: torch.Tensor | None = None) -> torch.Tensor:
         """Pre-norm output (B, S, D) of head k (0 = next token) applied to the trunk output."""
-        cos, sin = self._rope(start_pos, trunk.shape[1], trunk.device)
+        cos, sin = self._rope(start_pos, trunk.shape[1], trunk.device, positions)
         return self.head_block(k)(trunk, cos, sin, start_pos, cache, attn_mask)
 
     def normed_trunk(self, trunk: torch.Tensor) -> torch.Tensor:

@@ -25,9 +25,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from wmtp_core.tracking.mlflow_backend import TrackingError
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except TrackingError as exc:  # one line naming the redacted URI: no traceback, no credentials
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -90,6 +90,20 @@ def run_prepare(datasets_root: Path, settings: PrepareSettings) -> list[SourceRe
     return reports
 
 
+def extra_rejects(reports: list[SourceReport]) -> list[str]:
+    """The user's rejected rows (raw_extra/ lines not kept), as `file:line: field: reason` (prepare-data names
+    files relative to the datasets root: `<source>/raw_extra/...`); [] when none."""
+    return [e for r in reports for e in r.errors if e.startswith(f"{r.source}/raw_extra/")]
+
+
+def check_strict(reports: list[SourceReport]) -> None:
+    """--strict: raise DatasetError naming every rejected raw_extra row (source rows over budget are expected)."""
+    rejected = extra_rejects(reports)
+    total = sum(r.extra_rejected for r in reports)
+    if rejected or total:
+        raise DatasetError(f"{max(total, len(rejected))} raw_extra row(s) rejected (strict):\n" + "\n".join(rejected))
+
+
 def run_validate(
     datasets_root: Path, settings: PrepareSettings, verify: bool = False
 ) -> tuple[ValidationReport, Path | None, str | None]:
@@ -138,8 +152,10 @@ def prepare_and_validate(
     seed: int = 0,
     ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
     allow_truncation: bool = False,
+    strict: bool = True,
 ) -> PrepareResult:
-    """prepare-data then validate-datasets; raises DatasetError (with every problem) when validation fails."""
+    """prepare-data then validate-datasets; raises DatasetError (with every problem) when validation fails, and
+    (strict) when any raw_extra row was rejected."""
     settings = PrepareSettings(
         sources=tuple(sources),
         tokenizer_model=str(tokenizer_model),
@@ -149,6 +165,8 @@ def prepare_and_validate(
         allow_truncation=allow_truncation,
     )
     reports = run_prepare(datasets_root, settings)
+    if strict:
+        check_strict(reports)
     validation, manifest_path, digest = run_validate(datasets_root, settings)
     if not validation.ok or manifest_path is None or digest is None:
         raise DatasetError(

@@ -46,6 +46,11 @@ class SourceReport:
     def rows_in(self) -> int:
         return self.kept + self.rejected
 
+    @property
+    def extra_rejected(self) -> int:
+        """raw_extra/ lines not kept (malformed, schema, length, split or duplicate): the user's rejected rows."""
+        return self.extra_rows_in - self.extra_kept
+
 
 @dataclass
 class _Kept:
@@ -89,12 +94,19 @@ def _process(
     rejects: list[dict],
     untrusted: frozenset[str],
     seen: dict[tuple[str, str], tuple],
+    place: Placement | None = None,
 ) -> _Kept:
+    """Length rule, then (extra rows: `place` given) the split rule, then duplicates; each row gets the first
+    reason that applies, so an over-length extra row is rejected for its length."""
     kept = _Kept()
     for row, origin in zip(raw, origins):
         result = process_row(row, source, budget, untrusted)
         if result.row is None:
             _reject(report, rejects, RowError(*origin, "output", result.reason), "length")
+            continue
+        group, reason = place.group_for(row) if place is not None else ("", "")
+        if group is None:
+            _reject(report, rejects, RowError(*origin, "task_id", reason), "split")
             continue
         key = (result.row["prompt"], result.row["response"])
         if key in seen:
@@ -116,21 +128,6 @@ def _place_base(kept: _Kept, source: str, cfg: SplitConfig) -> Placement:
     place = Placement.of(kept.raw, kept.splits)
     kept.groups = [place.group_of_round[round_of(r["task_id"])] for r in kept.raw]
     return place
-
-
-def _placeable(
-    rows: list[dict], origins: list[tuple], place: Placement, report: SourceReport, rejects: list[dict]
-) -> tuple[list[dict], list[tuple]]:
-    """Extra rows whose problem has a group; the others are rejected (stage `split`)."""
-    keep, keep_origins = [], []
-    for row, origin in zip(rows, origins):
-        group, reason = place.group_for(row)
-        if group is None:
-            _reject(report, rejects, RowError(*origin, "task_id", reason), "split")
-        else:
-            keep.append(row)
-            keep_origins.append(origin)
-    return keep, keep_origins
 
 
 def _assign_extra(kept: _Kept, place: Placement) -> None:
@@ -184,9 +181,8 @@ def prepare_source(layout: SourceLayout, budget: Budget, cfg: SplitConfig) -> So
     kept = _process(raw, origins, layout.source, budget, report, rejects, flags.task_ids, seen)
     place = _place_base(kept, layout.source, cfg)
     small = {n: small_groups(kept.raw, kept.splits, b, cap, cfg.seed) for n, (b, cap) in SMALL.items()}
-    extra_raw, extra_origins = _placeable(extra_raw, extra_origins, place, report, rejects)
     kept_extra = _process(
-        extra_raw, extra_origins, layout.source, budget, report, rejects, flags.task_ids, seen
+        extra_raw, extra_origins, layout.source, budget, report, rejects, flags.task_ids, seen, place
     )
     _assign_extra(kept_extra, place)
     report.extra_kept = len(kept_extra.raw)

@@ -116,6 +116,27 @@ def _leakage(layout: SourceLayout, files: dict[tuple[str, bool], FileCheck]) -> 
     return errors
 
 
+def check_raw_extra(layout: SourceLayout) -> list[str]:
+    """Problems of the user's extra raw rows: each raw_extra/*.jsonl checked like a raw file, and every
+    raw_extra row that the last prepare-data rejected (rejects.jsonl: length, split, duplicate, ...) is an error
+    too: a row the user added but training never sees must not pass silently."""
+    files = layout.raw_extra_files()
+    errors = [str(e) for path in files for e in check_raw_file(path).errors]
+    if not files:
+        return errors
+    if not layout.rejects_file.is_file():
+        return errors + [f"{display_path(layout.rejects_file)}: missing; run `wmtp prepare-data` first"]
+    root, extra = layout.dir.parent, {p.resolve() for p in files}
+    for _, entry in iter_jsonl(layout.rejects_file, display_path(layout.rejects_file)):
+        if isinstance(entry, RowError):
+            errors.append(str(entry))
+        elif (root / str(entry.get("file", ""))).resolve() in extra and entry.get("stage") not in ("source", "raw"):
+            # (malformed and schema-invalid lines were found above by re-checking the file itself)
+            errors.append(f"{entry.get('message')} (raw_extra row rejected by prepare-data, stage "
+                          f"{entry.get('stage')})")
+    return errors
+
+
 def validate_source(
     layout: SourceLayout, tokenizer: SpTokenizer, max_tokens: int, report: ValidationReport
 ) -> None:
@@ -123,6 +144,7 @@ def validate_source(
     raw = check_raw_file(layout.raw_file)
     counts["raw"] = raw.total
     report.errors += [str(e) for e in raw.errors]
+    report.errors += check_raw_extra(layout)
     files: dict[tuple[str, bool], FileCheck] = {}
     for name in SPLIT_FILES:
         for incorrect in (False, True):

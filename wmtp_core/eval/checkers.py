@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 
 from wmtp_core.eval.problems import Problem
 from wmtp_core.eval.sandbox import ExecResult, SandboxLimits, Status, detect_isolation, run_program
+from wmtp_core.secrets import scrub
 
 DETAIL_CHARS = 2000
 DEFAULT_LIMITS: dict[str, SandboxLimits] = {
@@ -28,7 +29,10 @@ DEFAULT_LIMITS: dict[str, SandboxLimits] = {
 class CheckResult:
     task_id: str
     status: Status
-    detail: str  # stderr tail or the first output mismatch
+    detail: str  # stderr tail or the first output mismatch, scrubbed of secrets and token-looking strings
+
+    def __post_init__(self) -> None:
+        self.detail = scrub(self.detail)
     tests_passed: int
     tests_total: int
 

@@ -24,7 +24,7 @@ from wmtp_core.eval.passk import mean_pass_at_k, pass_counts
 from wmtp_core.eval.problems import Problem, load_problems
 from wmtp_core.eval.reliability import excluded_task_ids
 from wmtp_core.eval.sandbox import detect_isolation
-from wmtp_core.eval.speculative import SpeculativeStats, speculative_generate
+from wmtp_core.eval.speculative import SpeculativeConfig, SpeculativeStats, speculative_generate
 from wmtp_core.io import atomic_write_json, atomic_write_text
 
 STOP_SEQUENCES: dict[str, tuple[str, ...]] = {
@@ -51,6 +51,12 @@ class EvalResult:
 
     def to_dict(self) -> dict:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+
+    def metrics(self) -> dict[str, float]:
+        """pass@k and the numeric generation statistics (speculative: tokens per forward, acceptance per head)."""
+        gen = {k: v for k, v in self.generation.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        heads = {f"{k}_acceptance": v for k, v in self.generation.get("head_acceptance", {}).items()}
+        return {**self.pass_at_k, **gen, **heads}
 
 
 def load_model(model_dir: Path, device: str) -> tuple[Transformer, Tokenizer]:
@@ -86,8 +92,10 @@ def _prompt_ids(tokenizer: Tokenizer, prompt: str, max_prompt_tokens: int) -> li
 
 
 def generate_samples(model: Transformer, tokenizer: Tokenizer, problems: list[Problem], n: int,
-                     cfg: SamplingConfig, speculative: bool = False, batch_size: int = 16) -> tuple[list[dict], dict]:
-    """n samples per problem -> sample rows and generation statistics."""
+                     cfg: SamplingConfig, speculative: SpeculativeConfig | None = None, batch_size: int = 16
+                     ) -> tuple[list[dict], dict]:
+    """n samples per problem -> sample rows and generation statistics (speculative decoding when `speculative`
+    is given)."""
     max_prompt = max(16, model.args.max_seq_len - cfg.max_new_tokens)
     stats, rows, n_tokens, start = SpeculativeStats(), [], 0, time.perf_counter()
     for p_index, problem in enumerate(problems):
@@ -96,9 +104,9 @@ def generate_samples(model: Transformer, tokenizer: Tokenizer, problems: list[Pr
         for first in range(0, n, batch_size):
             size = min(batch_size, n - first)
             seeded = cfg.model_copy(update={"seed": cfg.seed + 1000003 * p_index + first})
-            if speculative:
+            if speculative is not None:
                 outs = speculative_generate(model, [ids] * size, tokenizer.eos_id, tokenizer.pad_id, seeded,
-                                            tokenizer.decode, stats)
+                                            tokenizer.decode, stats, speculative)
             else:
                 outs = generate(model, [ids] * size, tokenizer.eos_id, tokenizer.pad_id, seeded, tokenizer.decode)
             for offset, out in enumerate(outs):
@@ -108,8 +116,8 @@ def generate_samples(model: Transformer, tokenizer: Tokenizer, problems: list[Pr
                              "finish_reason": out.finish_reason})
     seconds = time.perf_counter() - start
     info = {"generated_tokens": n_tokens, "generation_s": seconds, "tokens_per_s": n_tokens / max(seconds, 1e-9)}
-    if speculative:
-        info |= {"forwards": stats.forwards, "draft_acceptance": stats.acceptance_rate}
+    if speculative is not None:
+        info |= stats.to_dict() | {"draft_len": speculative.resolve(model.n_future), "adaptive": speculative.adaptive}
     return rows, info
 
 
@@ -134,16 +142,22 @@ def select_problems(dataset: str, limit: int | None) -> tuple[list[Problem], lis
 
 def evaluate(model_dir: str | Path, dataset: str, n: int, ks: list[int], limit: int | None, out_dir: str | Path,
              temperature: float = 0.8, max_new_tokens: int = 256, seed: int = 0, device: str = "cpu",
-             speculative: bool = False, top_p: float = 0.95, workers: int = 2, batch_size: int = 16) -> EvalResult:
+             speculative: bool | None = None, top_p: float = 0.95, workers: int = 2, batch_size: int = 16,
+             draft_len: int | None = None) -> EvalResult:
+    """`speculative` None (default): self-speculative decoding when decoding is greedy and the model has extra
+    heads (same outputs, fewer forwards); False: plain decoding; True: speculative or an error."""
     if speculative and temperature != 0.0:
         raise ValueError("--speculative decodes greedily: use temperature 0")
     out_dir = Path(out_dir)
     problems, excluded = select_problems(dataset, limit)
     model, tokenizer = load_model(Path(model_dir), device)
+    if speculative is None:
+        speculative = temperature == 0.0 and model.n_future > 1
+    spec = SpeculativeConfig(draft_len=draft_len) if speculative else None
     cfg = SamplingConfig(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                          stop=STOP_SEQUENCES[dataset], seed=seed)
     torch.manual_seed(seed)
-    samples, gen_info = generate_samples(model, tokenizer, problems, n, cfg, speculative, batch_size)
+    samples, gen_info = generate_samples(model, tokenizer, problems, n, cfg, spec, batch_size)
     samples_path = atomic_write_text(out_dir / "samples.jsonl", _jsonl(samples))
     results = score_samples(samples, problems, workers)
     results_path = atomic_write_text(out_dir / "results.jsonl", _jsonl(results))

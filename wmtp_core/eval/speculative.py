@@ -1,96 +1,278 @@
-"""Self-speculative greedy decoding: the extra MTP heads draft, the next-token head verifies.
+"""Self-speculative greedy decoding with the MTP heads: blockwise parallel decoding (Stern et al. 2018), as in the
+MTP paper, with ONE model forward per step.
 
-State between steps: `current` — the last emitted token, not yet fed — and drafts d_1..d_{F-1} for the tokens
-after it (head k at position t predicts t+k+1). One forward feeds [current, d_1..d_{F-1}] at `pos`; head 0's
-argmax g_i at each fed position is the greedy token after it. Draft d_{i+1} is accepted while it equals g_i;
-with m accepted drafts the step emits d_1..d_m and g_m (m + 1 tokens, at least one per forward), and the next
-drafts are the extra heads' argmax at position pos + m. A batch advances by the smallest m among unfinished
-rows (a row that matched further emits the same tokens next step). Rejected positions stay in the KV cache but
-are overwritten by the next step before any query can see them, so greedy output is token-for-token identical
-to plain greedy decoding.
+A step feeds, per row, the chunk [c, d_1..d_k] at cache slots [s, s+k]: c is the last emitted token (not yet
+fed), d_i the draft for the i-th token after it. Head 0's argmax g_i at chunk index i is the greedy token after the
+i-th fed token (the verify pass). A row accepts its first m drafts with d_{i+1} == g_i and emits d_1..d_m, g_m —
+m + 1 >= 1 tokens per forward, all of them the verify pass's own argmax. In the same forward (the trunk output is
+shared), extra heads 1..k' then run over the slots just accepted and their argmax at the last accepted slot s + m
+are the next step's drafts (head j at position t predicts token t + j + 1). Extra heads never run on rejected
+slots; head 0 and the trunk write their keys/values for the whole chunk, and the rejected part is either masked
+or overwritten by the next chunk, so nothing rejected is ever attended to.
+
+Batches: rows accept different numbers of drafts. The batch shares one slot cursor that advances by the largest
+m + 1 among unfinished rows; a row that accepted less leaves a hole (its rejected slots below the cursor), which is
+masked out of attention from then on, and its RoPE positions continue from its own length, not from the slot, so
+every row sees exactly its own accepted sequence at its own positions. At batch 1 there are never holes.
+
+Draft length: `draft_len` (1..n_future-1, default n_future-1) is the most drafts per step. With `adaptive` (the
+default) each step drafts only as many as pay for themselves: the product of the running acceptance rates of heads
+1..j must exceed `draft_cost`, the cost of one draft relative to a plain greedy step (default: one head block's
+parameters over those of trunk + head 0 + output, i.e. the weight bytes a memory-bound decode step reads). When no
+draft pays, steps are plain greedy steps (one token through trunk and head 0) and a single-draft probe runs after
+1, 2, 4 .. 32 steps, so the cost at zero acceptance approaches greedy's. Extra heads that skipped steps catch up
+from the stored trunk outputs in one multi-position pass the next time they draft.
+
+Exactness: outputs equal plain greedy decoding when each argmax does not depend on the chunk width. In exact
+arithmetic it does not; in floating point a k+1-token forward may differ from a 1-token forward in the last bits
+(matmul reduction order), which can flip an argmax only at a near-tie of the two best logits. Verification
+therefore compares drafts with the verify pass's own argmax (never with logits from another pass), so the output
+is always the greedy sequence of the chunked forward; the tests assert token equality with a plain greedy loop on
+models whose top logits are well separated.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 
-from vendor.meta_llama.generation import KVCache
+from vendor.meta_llama.generation import KVCache, padding_attn_mask
 from vendor.meta_llama.model import Transformer
-from wmtp_core.eval.generate import Generation, SamplingConfig, Tracker, grow_valid, left_pad, mask_for
+from wmtp_core.eval.generate import Generation, SamplingConfig, Tracker, left_pad
+
+PROBE_MAX_WAIT = 32  # steps between single-draft probes when no draft pays off
+RATE_STEP = 0.25  # weight of the newest observation in the running acceptance rates
+PRIOR_RATE = 0.5  # acceptance rate assumed for a head before any of its drafts was checked
+
+
+class SpeculativeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    draft_len: int | None = Field(None, ge=1)  # most drafts per step; None = n_future - 1
+    adaptive: bool = True  # draft only as many as pay for themselves (see module doc)
+    draft_cost: float | None = Field(None, ge=0.0)  # one draft's cost relative to a greedy step; None = weights
+
+    def resolve(self, n_future: int) -> int:
+        if n_future < 2:
+            raise ValueError("self-speculative decoding needs a model with extra heads (n_future_tokens >= 2)")
+        k = n_future - 1 if self.draft_len is None else self.draft_len
+        if k > n_future - 1:
+            raise ValueError(f"draft_len={k} exceeds the model's extra heads (n_future_tokens - 1 = {n_future - 1})")
+        return k
 
 
 @dataclass
 class SpeculativeStats:
-    forwards: int = 0
-    emitted: int = 0  # tokens emitted per row summed over steps (batch-level: m + 1 per step)
-    drafted: int = 0
-    accepted: int = 0
+    forwards: int = 0  # model forwards (prefill included)
+    row_forwards: int = 0  # forwards x rows still decoding in them
+    emitted: int = 0  # tokens those rows produced (a finishing EOS included)
+    drafted: list[int] = field(default_factory=list)  # index j-1: drafts made by extra head j
+    accepted: list[int] = field(default_factory=list)  # index j-1: of those, accepted
+    uneven_steps: int = 0  # steps in which the unfinished rows of a batch accepted different numbers of drafts
 
     @property
     def acceptance_rate(self) -> float:
-        return self.accepted / self.drafted if self.drafted else 0.0
+        return sum(self.accepted) / sum(self.drafted) if sum(self.drafted) else 0.0
+
+    @property
+    def tokens_per_forward(self) -> float:
+        return self.emitted / self.row_forwards if self.row_forwards else 0.0
+
+    def head_acceptance(self) -> dict[str, float]:
+        """Per extra head j: accepted / drafted (a draft of head j counts only if heads < j were accepted)."""
+        return {f"head{j + 1}": (a / d if d else 0.0) for j, (a, d) in enumerate(zip(self.accepted, self.drafted))}
+
+    def record(self, k: int, accepted: list[int]) -> None:
+        """One verify step that checked k drafts; `accepted` = accepted drafts of each unfinished row."""
+        grow = k - len(self.drafted)
+        if grow > 0:
+            self.drafted += [0] * grow
+            self.accepted += [0] * grow
+        self.uneven_steps += int(len(set(accepted)) > 1)
+        for m in accepted:
+            for j in range(k):
+                self.drafted[j] += 1
+                self.accepted[j] += int(m > j)
+
+    def to_dict(self) -> dict:
+        return {"forwards": self.forwards, "tokens_per_forward": round(self.tokens_per_forward, 4),
+                "draft_acceptance": round(self.acceptance_rate, 4),
+                "head_acceptance": {k: round(v, 4) for k, v in self.head_acceptance().items()},
+                "drafted": sum(self.drafted), "accepted": sum(self.accepted), "uneven_steps": self.uneven_steps}
 
 
-def _head_hiddens(model: Transformer, trunk: torch.Tensor, start: int, cache: KVCache,
-                  mask: torch.Tensor | None) -> list[torch.Tensor]:
-    """Every head block over every position (B, S, D) each: their KV caches need all positions."""
-    return [model.head_hidden(trunk, k, start, cache, mask) for k in range(model.n_future)]
+def draft_cost(model: Transformer) -> float:
+    """Weights one extra head block reads relative to a greedy step (trunk + head 0 + output projection)."""
+    def count(module: torch.nn.Module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    return count(model.head_block(1)) / (count(model.layers) + count(model.output))
+
+
+class DraftLength:
+    """Each step's draft length: fixed, or (adaptive) the longest prefix of heads whose estimated joint acceptance
+    exceeds the cost of a draft; probes with one draft after 1, 2, 4, .. PROBE_MAX_WAIT greedy steps."""
+
+    def __init__(self, k_max: int, adaptive: bool, cost: float) -> None:
+        self.k_max, self.adaptive, self.cost = k_max, adaptive, cost
+        self.rate = [PRIOR_RATE] * k_max  # running P(head j's draft accepted | drafts before it accepted)
+        self.idle, self.wait = 0, 1
+
+    def next(self) -> int:
+        if not self.adaptive:
+            return self.k_max
+        k, joint = 0, 1.0
+        for rate in self.rate:
+            joint *= rate
+            if joint <= self.cost:
+                break
+            k += 1
+        if k:
+            self.idle, self.wait = 0, 1
+            return k
+        self.idle += 1
+        if self.idle < self.wait:
+            return 0
+        self.idle, self.wait = 0, min(2 * self.wait, PROBE_MAX_WAIT)
+        return 1
+
+    def update(self, k: int, accepted: list[int]) -> None:
+        for j in range(k):
+            seen = [m for m in accepted if m >= j]  # rows whose drafts before head j+1's were all accepted
+            if seen:
+                hit = sum(m > j for m in seen) / len(seen)
+                self.rate[j] += RATE_STEP * (hit - self.rate[j])
 
 
 def _argmax(model: Transformer, hidden: torch.Tensor) -> torch.Tensor:
-    """Greedy ids of hidden states (..., D): the vocabulary projection is the costly part, so callers pass only
-    the positions they need."""
     return model.output(model.norm(hidden)).argmax(-1)
 
 
-def _accepted(drafts: torch.Tensor, greedy: torch.Tensor, done: list[bool]) -> int:
-    """Smallest number of leading drafts (B, F-1) confirmed by the verifier (B, F-1) over unfinished rows."""
-    matches = (drafts == greedy).long().cumprod(dim=1).sum(dim=1)  # (B,)
-    live = [m for m, finished in zip(matches.tolist(), done) if not finished]
-    return min(live) if live else 0
+class _Decoder:
+    """Cache, slot cursor and per-slot validity / RoPE positions / trunk outputs of one speculative batch."""
+
+    def __init__(self, model: Transformer, prompts: Sequence[Sequence[int]], pad_id: int, max_new: int,
+                 k_max: int) -> None:
+        self.model = model
+        device = model.tok_embeddings.weight.device
+        self.tokens, valid = left_pad(prompts, pad_id, device)
+        batch, width = self.tokens.shape
+        spare = max_new * (k_max + 1) if batch > 1 else max_new  # holes (batches only) use slots too
+        total = width + spare + k_max + 1
+        self.valid = torch.ones((batch, total), dtype=torch.bool, device=device)
+        if valid is not None:
+            self.valid[:, :width] = valid
+        self.masked = valid is not None  # padding or holes: attention needs the validity mask
+        self.shifted = False  # some row's RoPE positions no longer equal its slots (it has holes)
+        self.positions = torch.arange(total, device=device).expand(batch, total).clone()
+        self.trunk = torch.empty((batch, total, model.args.dim), dtype=model.tok_embeddings.weight.dtype,
+                                 device=device)
+        self.cache = KVCache.for_model(model, batch, total)
+        self.rows = torch.arange(batch, device=device)
+        self.slot = 0  # next free slot
+        self.head_done = [0] * model.n_future  # extra head j has keys/values for slots [0, head_done[j])
+        self.last = torch.zeros(batch, dtype=torch.long, device=device)  # slot of each row's last fed token
+
+    def _mask(self, start: int, n: int) -> torch.Tensor | None:
+        return padding_attn_mask(self.valid, start, n) if self.masked else None
+
+    def _pos(self, start: int, n: int) -> torch.Tensor | None:
+        return self.positions[:, start:start + n] if self.shifted else None
+
+    def _forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Trunk and head 0 over `tokens` (B, n) at the cursor -> head 0's hidden states (B, n, D)."""
+        start, n = self.slot, tokens.shape[1]
+        mask, pos = self._mask(start, n), self._pos(start, n)
+        self.trunk_chunk = self.model.trunk_forward(tokens, start, self.cache, mask, pos)
+        return self.model.head_hidden(self.trunk_chunk, 0, start, self.cache, mask, pos)
+
+    def prefill(self) -> torch.Tensor:
+        hidden = self._forward(self.tokens)
+        width = self.tokens.shape[1]
+        self.trunk[:, :width] = self.trunk_chunk
+        self.slot, self.last[:] = width, width - 1
+        return _argmax(self.model, hidden[:, -1])
+
+    def verify(self, current: torch.Tensor, drafts: torch.Tensor, done: list[bool]
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Feed [current, drafts] (B, k+1); returns head 0's argmax there (B, k+1) and accepted drafts (B,)."""
+        start, n = self.slot, drafts.shape[1] + 1
+        self.valid[:, start:start + n] = True
+        self.positions[:, start:start + n] = (self.positions[self.rows, self.last][:, None] + 1
+                                              + torch.arange(n, device=drafts.device))
+        verified = _argmax(self.model, self._forward(torch.cat([current[:, None], drafts], dim=1)))
+        accepted = (drafts == verified[:, :-1]).long().cumprod(dim=1).sum(dim=1)  # (B,)
+        finished = torch.tensor(done, device=drafts.device)
+        advance = int(accepted.masked_fill(finished, -1).max()) + 1
+        accepted = accepted.clamp(max=advance - 1).masked_fill(finished, advance - 1)  # finished rows: no holes
+        self.trunk[:, start:start + advance] = self.trunk_chunk[:, :advance]
+        rejected = torch.arange(n, device=drafts.device)[None, :] > accepted[:, None]  # (B, n)
+        self.valid[:, start:start + n] &= ~rejected
+        if bool(rejected[:, :advance].any()):
+            self.masked = self.shifted = True
+        self.last = start + accepted
+        self.slot = start + advance
+        return verified, accepted
+
+    def draft(self, k: int) -> torch.Tensor:
+        """Heads 1..k at each row's last accepted slot -> drafts (B, k); each head first catches up on the slots
+        it skipped (one multi-position pass over the stored trunk outputs)."""
+        if k == 0:
+            return self.last.new_zeros((self.last.shape[0], 0))
+        hidden = []
+        for j in range(1, k + 1):
+            start, n = self.head_done[j], self.slot - self.head_done[j]
+            out = self.model.head_hidden(self.trunk[:, start:self.slot], j, start, self.cache,
+                                         self._mask(start, n), self._pos(start, n))
+            self.head_done[j] = self.slot
+            hidden.append(out[self.rows, self.last - start])  # (B, D)
+        return _argmax(self.model, torch.stack(hidden, dim=1))
+
+
+def _push(tracker: Tracker, row: int, tokens: list[int]) -> int:
+    """Feed tokens to an unfinished row; returns how many it consumed (up to and including a finishing one)."""
+    for i, token in enumerate(tokens):
+        tracker.push(row, token)
+        if tracker.done[row]:
+            return i + 1
+    return len(tokens)
 
 
 @torch.inference_mode()
 def speculative_generate(model: Transformer, prompts: Sequence[Sequence[int]], eos_id: int, pad_id: int,
-                         cfg: SamplingConfig, decode, stats: SpeculativeStats | None = None
-                         ) -> list[Generation]:
+                         cfg: SamplingConfig, decode, stats: SpeculativeStats | None = None,
+                         spec: SpeculativeConfig | None = None) -> list[Generation]:
+    """Greedy decoding of every prompt (token ids, BOS included), drafting with the extra heads; one forward per
+    step. Same outputs as `generate` at temperature 0 (see the module doc on floating point)."""
     if cfg.temperature != 0.0:
         raise ValueError("self-speculative decoding is greedy only: use temperature 0")
+    spec = spec or SpeculativeConfig()
+    k_max = spec.resolve(model.n_future)
     stats = stats if stats is not None else SpeculativeStats()
-    n_future = model.n_future
-    device = model.tok_embeddings.weight.device
-    tokens, valid = left_pad(prompts, pad_id, device)
-    width = tokens.shape[1]
-    total = width + cfg.max_new_tokens + n_future
-    valid = grow_valid(valid, total)
-    cache = KVCache.for_model(model, len(prompts), total)
+    control = DraftLength(k_max, spec.adaptive, draft_cost(model) if spec.draft_cost is None else spec.draft_cost)
+    run = _Decoder(model, prompts, pad_id, cfg.max_new_tokens, k_max)
     tracker = Tracker(len(prompts), eos_id, cfg, decode)
-
-    trunk = model.trunk_forward(tokens, 0, cache, mask_for(valid, 0, width))
-    hiddens = _head_hiddens(model, trunk, 0, cache, mask_for(valid, 0, width))
-    greedy = torch.stack([_argmax(model, h[:, -1]) for h in hiddens], dim=1)  # (B, F)
-    stats.forwards += 1
-    current, drafts, pos = greedy[:, 0], greedy[:, 1:], width
+    current = run.prefill()
     for row, token in enumerate(current.tolist()):
-        tracker.push(row, token)
+        stats.emitted += _push(tracker, row, [token])
+    stats.forwards, stats.row_forwards = stats.forwards + 1, stats.row_forwards + len(prompts)
+    k = control.next()
+    drafts = run.draft(k)
     while not tracker.all_done():
-        step_input = torch.cat([current[:, None], drafts], dim=1)  # (B, F)
-        mask = mask_for(valid, pos, n_future)
-        trunk = model.trunk_forward(step_input, pos, cache, mask)
-        hiddens = _head_hiddens(model, trunk, pos, cache, mask)
-        verified = _argmax(model, hiddens[0])  # (B, F): greedy token after each fed position
-        m = _accepted(drafts, verified[:, :-1], tracker.done)
-        emitted = torch.cat([drafts[:, :m], verified[:, m:m + 1]], dim=1)  # (B, m + 1)
-        for row, row_tokens in enumerate(emitted.tolist()):
-            for token in row_tokens:
-                tracker.push(row, token)
-        stats.forwards += 1
-        stats.drafted += n_future - 1
-        stats.accepted += m
-        stats.emitted += m + 1
-        drafts = torch.stack([_argmax(model, h[:, m]) for h in hiddens[1:]], dim=1)  # (B, F-1)
-        current, pos = verified[:, m], pos + m + 1
+        live = [row for row, done in enumerate(tracker.done) if not done]
+        verified, accepted = run.verify(current, drafts, tracker.done)
+        counts, ids, draft_ids = accepted.tolist(), verified.tolist(), drafts.tolist()
+        for row in live:
+            m = counts[row]
+            stats.emitted += _push(tracker, row, draft_ids[row][:m] + [ids[row][m]])
+        stats.forwards, stats.row_forwards = stats.forwards + 1, stats.row_forwards + len(live)
+        stats.record(k, [counts[row] for row in live])
+        control.update(k, [counts[row] for row in live])
+        current = verified[run.rows, accepted]
+        if not tracker.all_done():
+            k = control.next()
+            drafts = run.draft(k)
     return tracker.results()

@@ -1,14 +1,18 @@
-"""The memory check a flow runs before it submits `wmtp train <train_args>` to GPUs (a block declaring them)."""
+"""The memory check a flow runs before it submits a TrainJob to GPUs (a block declaring its count and memory)."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wmtp_core.plan.advice import MemoryPlanError, Verdict, job_memory_check
 
+if TYPE_CHECKING:
+    from vendor.meta_llama.model import ModelArgs
+    from wmtp_core.train.job import TrainJob
 
-def _read_args(model_dir: Path):
+
+def _read_args(model_dir: Path) -> ModelArgs:
     from vendor.meta_llama.model import ModelArgs
 
     path = Path(model_dir) / "params.json"
@@ -20,18 +24,14 @@ def _read_args(model_dir: Path):
         raise MemoryPlanError(f"{path}: {exc}") from exc
 
 
-def check_train_job(train_args: list[str], gpus: int, gpu_memory_gb: float, model_dir: Path,
+def check_train_job(job: TrainJob, gpus: int, gpu_memory_gb: float, model_dir: Path,
                     reference_dir: Path | None = None) -> Verdict:
-    """Resolve the config `wmtp train` would build from `train_args`, plan it with the dims of the (local) model
-    and reference dirs, and raise MemoryPlanError naming what would fit when it does not fit."""
-    from wmtp_core.cli.commands import train
-    from wmtp_core.config import ConfigError, load_config
+    """Resolve the job's config, plan it with the dims of the (local) model and reference dirs, and raise
+    MemoryPlanError naming what would fit when it does not fit `gpus` GPUs of `gpu_memory_gb` GiB."""
+    from wmtp_core.config import ConfigError
 
-    parser = argparse.ArgumentParser(prog="wmtp", add_help=False)
-    train.register(parser.add_subparsers(dest="command"))
-    ns, _ = parser.parse_known_args(["train", *train_args])
     try:
-        cfg = load_config(ns.config, ns.recipe, ns.preset, train.cli_overrides(ns))
+        cfg = job.resolve()
     except ConfigError as exc:
         raise MemoryPlanError(f"cannot plan the job: {exc}") from exc
     reference = _read_args(reference_dir) if reference_dir is not None else None

@@ -8,9 +8,11 @@ A checkpoint also records the training-relevant config (`training_config`) and i
 whose training-relevant keys differ is refused, naming the keys, unless the caller allows it
 (`--allow-config-change`). Not training-relevant (excluded): where things live (`paths`, `run.output_root`,
 `run.run_name`), how the run is watched (`logging`, `train.progress_bar`), how often it checkpoints
-(`train.checkpoint_every`, `train.keep_checkpoints`), the device, and `stages` — which stages one invocation runs
-is stage-specific: the Stage 1 -> Stage 2 handoff runs Stage 1 with `stages=[stage1]` and resumes Stage 2 from its
-checkpoint with the full list (a checkpoint's stage must still be one the run executes).
+(`train.checkpoint_every`, `train.keep_checkpoints`), the weight guard's bound (`train.max_param_norm_ratio`), the
+device, and `stages` — which stages one invocation runs is stage-specific: the Stage 1 -> Stage 2 handoff runs
+Stage 1 with `stages=[stage1]` and resumes Stage 2 from its checkpoint with the full list (a checkpoint's stage must
+still be one the run executes). Paths are excluded because a location is not an identity (the same data and model
+can sit elsewhere on another machine); their contents are recorded as provenance tags.
 """
 
 from __future__ import annotations
@@ -32,16 +34,22 @@ from wmtp_core.train.state import (
 )
 
 EXCLUDED_KEYS = ("stages", "paths", "logging", "run.output_root", "run.run_name", "run.device", "train.progress_bar",
-                 "train.checkpoint_every", "train.keep_checkpoints")
+                 "train.checkpoint_every", "train.keep_checkpoints", "train.max_param_norm_ratio")
 
 
 def _excluded(key: str) -> bool:
     return any(key == k or key.startswith(f"{k}.") for k in EXCLUDED_KEYS)
 
 
-def training_config(cfg: ResolvedConfig) -> dict[str, Any]:
-    """The flattened training-relevant config (see module docstring), JSON-ready."""
-    return {k: v for k, v in sorted(flatten(config_dict(cfg)).items()) if not _excluded(k)}
+def training_config(cfg: ResolvedConfig, world_size: int = 1) -> dict[str, Any]:
+    """The flattened training-relevant config (see module docstring), JSON-ready.
+
+    `train.batch_size` is per rank; what a run's data order and update size follow is the global batch, so it is
+    recorded as `train.global_batch_size` (per-rank batch x ranks): a 2-rank checkpoint resumes in one process at
+    twice the per-rank batch (DCP checkpoints load at any world size), and a changed global batch is refused."""
+    flat = {k: v for k, v in flatten(config_dict(cfg)).items() if not _excluded(k)}
+    flat["train.global_batch_size"] = flat.pop("train.batch_size") * world_size
+    return dict(sorted(flat.items()))
 
 
 def training_config_hash(training: dict[str, Any]) -> str:
@@ -71,7 +79,8 @@ def check_config(ckpt: Checkpoint, manifest: dict[str, Any], current: dict[str, 
             return False
         raise RunSetupError(f"{ckpt.path}/checkpoint.json: field config: not recorded, so the config cannot be "
                             "compared; pass --allow-config-change to resume anyway")
-    diffs = config_differences(saved, current)
+    # keys excluded now are ignored on both sides (a checkpoint written before a key was excluded still matches)
+    diffs = config_differences({k: v for k, v in saved.items() if not _excluded(k)}, current)
     if not diffs:
         return True
     listed = "; ".join(diffs)

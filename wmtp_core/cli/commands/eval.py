@@ -40,7 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="samples decoded together")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (1 is much faster than the default on a busy shared machine)")
-    p.add_argument("--speculative", action="store_true", help="self-speculative greedy decoding (MTP heads)")
+    p.add_argument("--speculative", action=argparse.BooleanOptionalAction, default=None,
+                   help="self-speculative greedy decoding with the MTP heads (default: on when decoding greedily "
+                        "a model with extra heads; --no-speculative turns it off)")
+    p.add_argument("--draft-len", type=int, default=None,
+                   help="most drafts per speculative step, 1..n_future-1 (default n_future-1, adaptive)")
     p.add_argument("--check-references", action="store_true",
                    help="run the dataset's reference solutions instead of a model; for codecontests this "
                         "(re)writes storage/datasets/codecontests/unreliable.json")
@@ -100,7 +104,7 @@ def _run(args: argparse.Namespace) -> int:
         result = evaluate(args.model, args.dataset, args.n, args.k, args.limit, out, temperature=temperature,
                           max_new_tokens=args.max_new_tokens, seed=args.seed, device=args.device,
                           speculative=args.speculative, top_p=args.top_p, workers=args.workers,
-                          batch_size=args.batch_size)
+                          batch_size=args.batch_size, draft_len=args.draft_len)
     except (ArtifactError, FileNotFoundError) as exc:  # a corrupted, incomplete or missing model dir
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -19,11 +19,12 @@ def _run(args: argparse.Namespace) -> int:
     from mlflow.exceptions import MlflowException
 
     from wmtp_core.export_mlflow import export_run
+    from wmtp_core.secrets import redact
 
     try:
         report = export_run(args.run_id, args.out, args.tracking_uri)
     except MlflowException as exc:
-        print(f"wmtp export-mlflow: run {args.run_id}: {exc.message}")
+        print(f"wmtp export-mlflow: run {args.run_id}: {redact(exc.message)}")
         return 2
     for run in report.runs:
         print(f"{run['folder']}: {run['run_name']} ({run['status']}), {len(run['metrics'])} metric(s)")

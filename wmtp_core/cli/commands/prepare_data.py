@@ -41,11 +41,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--allow-truncation", action="store_true", help="cut code that cannot fit instead of rejecting"
     )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 when any raw_extra/ row (user-added) is rejected (the flow always prepares strictly)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from wmtp_core.data.api import PrepareSettings, run_prepare
+    from wmtp_core.data.api import PrepareSettings, check_strict, run_prepare
     from wmtp_core.data.errors import DatasetError
     from wmtp_core.data.layout import SourceLayout, display_path
     from wmtp_core.data.report import format_prepare
@@ -66,4 +71,10 @@ def run(args: argparse.Namespace) -> int:
     for report in reports:
         rejects = display_path(SourceLayout(args.datasets_root, report.source).rejects_file)
         print("\n".join(format_prepare(report, rejects)))
+    if args.strict:
+        try:
+            check_strict(reports)
+        except DatasetError as err:
+            print(f"prepare-data: error: {err}", file=sys.stderr)
+            return 1
     return 0
