@@ -46,8 +46,8 @@ def test_check_train_job_resolves_the_job_with_the_model_dims(tmp_path: Path) ->
     from wmtp_core.train.job import TrainJob
 
     model = tmp_path / "model"
-    model.mkdir()
-    (model / "params.json").write_text(json.dumps(asdict(SHAPES["7B_1T_4"])))
+    (model / "configs").mkdir(parents=True)  # the artifacts layout: <model>/configs/params.json
+    (model / "configs" / "params.json").write_text(json.dumps(asdict(SHAPES["7B_1T_4"])))
     job = TrainJob(experiment="baseline", config=str(ROOT / "configs/defaults.yaml"),
                    recipe=str(ROOT / "configs/recipe.baseline.yaml"))
     with pytest.raises(MemoryPlanError, match="DOES NOT FIT"):
@@ -57,3 +57,16 @@ def test_check_train_job_resolves_the_job_with_the_model_dims(tmp_path: Path) ->
     assert check_train_job(job.model_copy(update={"overrides": lora}), 1, 80.0, model).fits
     with pytest.raises(MemoryPlanError, match="params.json"):
         check_train_job(job, 4, 80.0, tmp_path / "missing")
+
+
+def test_plan_reads_a_real_model_dir(tmp_path: Path) -> None:
+    """Dims from a converted model dir (tiny fixture), counted exactly as the loaded model's parameters."""
+    from tests.fixtures.models import tiny_model_dir
+    from wmtp_core.model.adapter import MetaLlamaMTPAdapter
+
+    model = tiny_model_dir(tmp_path)
+    cfg = load_config(ROOT / "configs/defaults.yaml", ROOT / "configs/recipe.baseline.yaml",
+                      overrides=[f"paths.base_model_dir={model}"])
+    v = verdict(inputs_from_config(cfg, 1), 80.0)
+    loaded = MetaLlamaMTPAdapter.from_pretrained(model).model
+    assert v.fits and v.plan.counts.total == sum(p.numel() for p in loaded.parameters())

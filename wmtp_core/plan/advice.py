@@ -6,7 +6,6 @@ to a block that declares its GPU count and memory; `wmtp plan` prints the same v
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,20 +43,29 @@ def parse_memory(text: str) -> float:
     return value
 
 
+def read_model_args(model_dir: Path) -> ModelArgs:
+    """Dims from a model directory's configs/params.json (artifacts layout); MemoryPlanError when unreadable."""
+    from wmtp_core.artifacts.errors import ArtifactError
+    from wmtp_core.artifacts.layout import ModelLayout
+    from wmtp_core.model.adapter import read_params
+
+    layout = ModelLayout(Path(model_dir))
+    if not layout.params_json.is_file():
+        raise MemoryPlanError(f"{layout.params_json}: not found; cannot plan without the model's dims "
+                              "(pass --shape 7B_1T_4)")
+    try:
+        return read_params(layout)[0]
+    except ArtifactError as exc:
+        raise MemoryPlanError(str(exc)) from exc
+
+
 def model_args_for(cfg: ResolvedConfig, shape: str | None = None, which: str = "policy") -> ModelArgs:
-    """Model dims from a named shape, else from params.json in the configured model directory."""
+    """Model dims from a named shape, else from the configured model directory."""
     if shape is not None:
         if shape not in SHAPES:
             raise MemoryPlanError(f"unknown model shape {shape!r}; known: {sorted(SHAPES)}")
         return SHAPES[shape]
-    model_dir = cfg.model_dir if which == "policy" else cfg.resolved_path("reference_model_dir")
-    path = Path(model_dir) / "params.json"
-    if not path.is_file():
-        raise MemoryPlanError(f"{path}: not found; cannot plan without the model's dims (pass --shape 7B_1T_4)")
-    try:
-        return ModelArgs.from_json(path)
-    except (ValueError, TypeError, json.JSONDecodeError) as exc:
-        raise MemoryPlanError(f"{path}: {exc}") from exc
+    return read_model_args(cfg.model_dir if which == "policy" else cfg.resolved_path("reference_model_dir"))
 
 
 def inputs_from_config(cfg: ResolvedConfig, gpus: int, bf16: bool = True, shape: str | None = None,

@@ -13,15 +13,9 @@ if TYPE_CHECKING:
 
 
 def _read_args(model_dir: Path) -> ModelArgs:
-    from vendor.meta_llama.model import ModelArgs
+    from wmtp_core.plan.advice import read_model_args
 
-    path = Path(model_dir) / "params.json"
-    if not path.is_file():
-        raise MemoryPlanError(f"{path}: not found; cannot plan the job's memory without the model's dims")
-    try:
-        return ModelArgs.from_json(path)
-    except (TypeError, ValueError) as exc:
-        raise MemoryPlanError(f"{path}: {exc}") from exc
+    return read_model_args(Path(model_dir))
 
 
 def check_train_job(job: TrainJob, gpus: int, gpu_memory_gb: float, model_dir: Path,
