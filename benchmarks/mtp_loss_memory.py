@@ -6,12 +6,15 @@ Each case runs in its own fresh subprocess on the same model (same parameters, s
   plain1  plain 1-head next-token loss: full (B, S, V) logits + F.cross_entropy
   naive4  4-head naive loss (full logits per head)
 Prints JSON with the ratios of issue 9: (a) seq4 / seq1 (target <= 1.10), (b) seq4 / plain1 (target <= 0.5),
-(c) naive4 / plain1 (contrast), and the step-time ratio seq4 / plain1 (target <= 1.3).
+(c) naive4 / plain1 (contrast), and the step-time ratio seq4 / plain1 (target <= 1.3). The four cases run in turn
+for `--rounds` rounds (default 5, interleaved: a changing machine load hits every case alike); every figure is
+the median and range over rounds, ratios are taken within a round. The 1-minute load average before/after marks
+the run "loaded" (times are then upper bounds; memory is unaffected).
 
 Memory: on CUDA the peak allocated bytes of the step; on CPU the peak RSS of the first step minus the RSS just
 before it (ru_maxrss, plus a 1 ms sampler thread), with glibc's mmap threshold fixed at 64 KiB so freed tensors
 leave the RSS. Step time: the measured step, or the best of --timed-steps further warm steps. Usage:
-    uv run python benchmarks/mtp_loss_memory.py [--dim 256] [--seq 2048] [--vocab 32000] [--device cpu]
+    flock /work/heavy.lock uv run python benchmarks/mtp_loss_memory.py [--rounds 5] [--dim 256] [--seq 2048]
 """
 
 from __future__ import annotations
@@ -26,10 +29,13 @@ import threading
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _rounds import load_now, load_report, spread  # noqa: E402
+
 CASES = ("seq4", "seq1", "plain1", "naive4")
 
 
-def _parse() -> argparse.Namespace:
+def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dim", type=int, default=256)
     p.add_argument("--trunk-layers", type=int, default=2)
@@ -42,8 +48,9 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--timed-steps", type=int, default=0, help="extra warm steps to time (0: time the measured step)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the four cases")
     p.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)
-    return p.parse_args()
+    return p.parse_args(argv)
 
 
 class _RssSampler(threading.Thread):
@@ -136,31 +143,45 @@ def _case_env() -> dict[str, str]:
     return env
 
 
-def main() -> int:
-    args = _parse()
+def _case(case: str, argv: list[str]) -> dict[str, float]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--case", case]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=_case_env())
+    if proc.returncode != 0:
+        print(proc.stderr, file=sys.stderr)
+        raise SystemExit(f"case {case} failed with exit code {proc.returncode}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def summarize(rounds: list[dict[str, dict[str, float]]]) -> dict:
+    """Per-case peak MiB and step seconds, and the within-round ratios, as median and range over rounds."""
+    def ratio(num: str, den: str, key: str) -> dict:
+        return spread([r[num][key] / r[den][key] for r in rounds])
+
+    return {"peak_mib": {c: spread([r[c]["peak_bytes"] / 2**20 for r in rounds], 1) for c in CASES},
+            "step_s": {c: spread([r[c]["step_s"] for r in rounds]) for c in CASES},
+            "ratio_a_seq4_over_seq1": ratio("seq4", "seq1", "peak_bytes"),
+            "ratio_b_seq4_over_plain1": ratio("seq4", "plain1", "peak_bytes"),
+            "ratio_c_naive4_over_plain1": ratio("naive4", "plain1", "peak_bytes"),
+            "time_ratio_seq4_over_plain1": ratio("seq4", "plain1", "step_s"),
+            "targets": {"a": 1.10, "b": 0.5, "time": 1.3}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parse(argv)
     if args.case:
         print(json.dumps(_run_case(args)))
         return 0
-    results = {}
-    for case in CASES:
-        cmd = [sys.executable, str(Path(__file__).resolve()), *sys.argv[1:], "--case", case]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=_case_env())
-        if proc.returncode != 0:
-            print(proc.stderr, file=sys.stderr)
-            raise SystemExit(f"case {case} failed with exit code {proc.returncode}")
-        results[case] = json.loads(proc.stdout.strip().splitlines()[-1])
-    mem = {c: r["peak_bytes"] for c, r in results.items()}
+    if args.rounds < 1:
+        raise SystemExit("--rounds must be >= 1")
+    before = load_now()
+    rounds = [{case: _case(case, argv) for case in CASES} for _ in range(args.rounds)]
     report = {
         "config": {k: v for k, v in vars(args).items() if k != "case"},
         "memory_measure": "cuda max_memory_allocated delta" if args.device.startswith("cuda")
         else "cpu peak RSS delta of the first forward+backward",
-        "peak_mib": {c: round(m / 2**20, 1) for c, m in mem.items()},
-        "step_s": {c: round(r["step_s"], 3) for c, r in results.items()},
-        "ratio_a_seq4_over_seq1": round(mem["seq4"] / mem["seq1"], 3),
-        "ratio_b_seq4_over_plain1": round(mem["seq4"] / mem["plain1"], 3),
-        "ratio_c_naive4_over_plain1": round(mem["naive4"] / mem["plain1"], 3),
-        "time_ratio_seq4_over_plain1": round(results["seq4"]["step_s"] / results["plain1"]["step_s"], 3),
-        "targets": {"a": 1.10, "b": 0.5, "time": 1.3},
+        **summarize(rounds),
+        "machine": load_report(before, load_now()),
     }
     print(json.dumps(report, indent=2))
     return 0

@@ -117,7 +117,7 @@ def train(a: argparse.Namespace, tokenizer: Tokenizer, rows: list[list[int]]) ->
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if step % 25 == 0:
             print(f"train step {step}: loss {losses[-1]:.3f} ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
     torch.set_num_threads(a.threads)

@@ -2,7 +2,8 @@
 
 Both blocks offer (see docs/vessl.md):
     output_dir(job_name) -> str          where the job must write its outputs (as the job sees the path)
-    train_command(train_args) -> list    `wmtp train ...` (or torchrun for several GPUs)
+    train_command(train_args) -> list    `wmtp train ...` (the flow passes `--job <TrainJob JSON>`; torchrun for
+                                         several GPUs)
     submit(command, env=None, workdir=None, result_path="result.json", name=None, imports=None) -> JobResult
 `submit` runs the command to the end, streams its output lines into the Prefect run logger (stdout outside a
 run), and returns the parsed small result JSON the job wrote (VesslJob: `fetch_export` downloads more of a run's
@@ -35,6 +36,7 @@ from pydantic import Field, SecretStr
 
 from wmtp_core import paths
 from wmtp_core.secrets import REDACTOR, redact, redact_data
+from wmtp_core.train.job import TrainResult
 from wmtp_core.vessl_client.cancel import ACTIVE_RUNS
 from wmtp_core.vessl_client.runner import RemoteJob, RemoteRunFailed, run_remote_job
 from wmtp_core.vessl_client.spec import build_run_spec, train_command
@@ -52,6 +54,10 @@ class JobResult:
     result_location: str  # local path or volume:// URL of that JSON
     log_tail: list[str] = field(default_factory=list)
     export_url: str = ""  # vessl: volume:// URL of this run's export mount (import it into a later run); local: ""
+
+    def train_result(self) -> TrainResult:
+        """The result of a `wmtp train` job (ValueError naming its location when it is not one)."""
+        return TrainResult.from_mapping(self.result, self.result_location)
 
 
 class JobFailed(RuntimeError):

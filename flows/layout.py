@@ -7,6 +7,9 @@ from pathlib import Path
 
 from wmtp_core import paths
 
+# upload_target value meaning "the local stand-in for a volume", <storage>/runs/_volume (the deployments' default)
+LOCAL_VOLUME = "local-volume"
+
 
 @dataclass(frozen=True)
 class Locations:
@@ -36,6 +39,15 @@ class Locations:
             datasets, runs = storage / "datasets", storage / "runs"
         return cls(storage, datasets, base, storage / "cache" / "synthetic-meta-base",
                    models / "synthetic-meta-llama-mtp", micro, ref, micro_ref, runs, runs / "eval")
+
+    @property
+    def volume_dir(self) -> Path:
+        """The local directory standing in for a storage volume."""
+        return self.runs_dir / "_volume"
+
+    def upload_destination(self, upload_target: str | None) -> str | None:
+        """Where the upload step writes: None (no upload), the local volume stand-in, or the target as given."""
+        return str(self.volume_dir) if upload_target == LOCAL_VOLUME else (upload_target or None)
 
     def source_dirs(self, sources: list[str]) -> list[Path]:
         """Every dataset input the prepare step reads (hashed into its cache key): the shipped source files, the

@@ -86,14 +86,14 @@ def ui_help(tracking_uri: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_prefect()
+    from flows.layout import LOCAL_VOLUME
     from flows.report import comparison_rows, console_table, run_rows, steps_table
     from flows.wmtp import wmtp_compare
-    from wmtp_core import paths
     from wmtp_core.experiments import EXPERIMENTS
     from wmtp_core.tracking.mlflow_backend import resolve_tracking_uri
 
     experiments = list(EXPERIMENTS) if args.experiment == "all" else [args.experiment]
-    upload = args.upload_target or str(paths.RUNS_ROOT / "_volume")
+    upload = args.upload_target or LOCAL_VOLUME
     started = time.perf_counter()
     summaries = wmtp_compare(experiments=experiments, preset=args.preset, base_checkpoint=args.base_checkpoint,
                              device=args.device, eval_limit=args.eval_limit, upload_target=upload,
@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     print(steps_table(summaries))
     print("\n=== Cache ===")
     print("\n".join(cache_report(summaries)))
-    print(f"\nwall time: {wall:.1f} s for {len(summaries)} experiment(s); artifacts uploaded to {upload}\n")
+    print(f"\nwall time: {wall:.1f} s for {len(summaries)} run(s) ({len(experiments)} experiment(s) x {args.seeds} "
+          f"seed(s)); artifacts uploaded to {summaries[0].upload_target}\n")
     print(ui_help(resolve_tracking_uri(None)))
     if args.summary_json:
         write_summary(args.summary_json, summaries, wall)

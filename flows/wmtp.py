@@ -37,6 +37,7 @@ from wmtp_core.eval.compare import run_seeds
 from wmtp_core.experiments import EXPERIMENTS, MICRO_REFERENCE_FFN, MICRO_REFERENCE_SEED, ExperimentName, spec
 from wmtp_core.tracking import mlflow_backend as tracking
 from wmtp_core.tracking.mlflow_backend import resolve_tracking_uri
+from wmtp_core.train.job import TrainJob, overrides_from
 
 DATA_MAX_TOKENS = 2048
 
@@ -96,21 +97,15 @@ def _reference(experiment: str, use_micro_model: bool, micro_plan: str, base: An
     return model_artifact(loc.reference_dir, "converted reference")
 
 
-def train_args(experiment: str, preset: str, use_micro_model: bool, dataset_suffix: str | None, device: str,
-               local_paths: dict[str, Path] | None, overrides: list[str] | None = None) -> list[str]:
-    """`wmtp train` arguments (config paths relative to the repo root, where every block runs the command)."""
-    args = ["--config", "configs/defaults.yaml", "--recipe", spec(experiment).recipe_arg, "--preset", preset,
-            "--device", device]
-    if use_micro_model:
-        args.append("--use-micro-model")
-    if dataset_suffix:
-        args += ["--dataset-suffix", dataset_suffix]
-    for key, value in (local_paths or {}).items():
-        args += ["--set", f"paths.{key}={value}"]
-    args += ["--set", "train.progress_bar=false"]
-    for override in overrides or []:
-        args += ["--set", override]
-    return args
+def train_job(experiment: str, preset: str, use_micro_model: bool, dataset_suffix: str | None, device: str,
+              overrides: list[str]) -> TrainJob:
+    """The experiment's TrainJob (the model and data paths are added once known). It is resolved to the full
+    config here, before anything is submitted, so a bad combination fails in the flow and not inside a job."""
+    job = TrainJob(experiment=experiment, preset=preset, use_micro_model=use_micro_model,
+                   dataset_suffix=dataset_suffix or None, device=device,
+                   overrides={"train.progress_bar": False, **overrides_from(overrides)})
+    job.resolve(paths.REPO_ROOT)
+    return job
 
 
 @flow(name="wmtp", result_storage=result_storage_path(), log_prints=True,
@@ -121,7 +116,8 @@ def wmtp(experiment: ExperimentName = "verifiable", preset: str = "smoke", use_m
          eval_max_new_tokens: int = 64, upload_target: str | None = None, micro_plan: str = "default",
          train_overrides: list[str] | None = None, storage_root: str | None = None,
          seed: int | None = None) -> ExperimentSummary:
-    """Run one experiment: data, base/micro model, the experiment's stages, eval, upload. `seed` overrides the
+    """Run one experiment: data, base/micro model, the experiment's stages, eval, upload (`upload_target`: a
+    directory, volume://…, "local-volume" for <storage>/runs/_volume, or None for no upload). `seed` overrides the
     training seed (`run.seed`) and the eval sampling seed; None keeps the config's (and eval seed 0)."""
     spec(experiment)  # a ValueError naming the known experiments
     loc, steps, run_id = Locations.under(storage_root), Steps(), str(flow_run.id)
@@ -151,6 +147,7 @@ def _run(experiment: str, preset: str, use_micro_model: bool, dataset_suffix: st
          train_overrides: list[str], loc: Locations, steps: Steps, parent: str,
          seed: int | None = None) -> ExperimentSummary:
     env = {tracking.PARENT_ENV: parent, "MLFLOW_TRACKING_URI": resolve_tracking_uri(None)}
+    job = train_job(experiment, preset, use_micro_model, dataset_suffix, device, train_overrides)
     sources = list(DEFAULT_SOURCES)
     datasets = steps.add("prepare-validate-datasets", prepare_and_validate.submit(
         str(loc.datasets_root), sources, paths.CODE_TOKENIZER, DATA_MAX_TOKENS, loc.source_dirs(sources)))
@@ -163,26 +160,24 @@ def _run(experiment: str, preset: str, use_micro_model: bool, dataset_suffix: st
         model = base
     reference = _reference(experiment, use_micro_model, micro_plan, base, loc, steps)
 
-    local_paths = None
     if infrastructure == "local":  # remote jobs use the storage/ locations inside their image
-        model_dir = _model_dir(model)
-        local_paths = {"datasets_root": loc.datasets_root,
-                       ("micro_model_dir" if use_micro_model else "base_model_dir"): model_dir}
+        local_paths = {"datasets_root": str(loc.datasets_root),
+                       ("micro_model_dir" if use_micro_model else "base_model_dir"): str(_model_dir(model))}
         if reference is not None:
-            local_paths["reference_model_dir"] = _model_dir(reference)
-    args = train_args(experiment, preset, use_micro_model, dataset_suffix, device, local_paths, train_overrides)
+            local_paths["reference_model_dir"] = str(_model_dir(reference))
+        job = job.model_copy(update={"paths": local_paths})
     tag = str(flow_run.name or flow_run.id)[:40] + ("" if seed is None else f"-s{seed}")
-    common = dict(experiment=experiment, infrastructure=infrastructure, runs_dir=str(loc.runs_dir), model=model,
+    common = dict(infrastructure=infrastructure, runs_dir=str(loc.runs_dir), model=model,
                   datasets=datasets, reference=reference, env=env)
     upstream = None
     if EXPERIMENTS[experiment].needs_stage1:
         upstream = steps.add("stage1", train_stage.with_options(name="stage1").submit(
-            stage="stage1", train_args=[*args, "--stages", "stage1"], upstream=None,
+            stage="stage1", job=job.model_copy(update={"stages": ["stage1"]}), upstream=None,
             job_name=f"{experiment}-stage1-{tag}", **common))
     else:
         steps.add("stage1", skip("stage1", f"{experiment} has no value-head pretraining stage"))
     stage2 = steps.add("stage2", train_stage.with_options(name="stage2").submit(
-        stage="stage2", train_args=args, upstream=upstream, job_name=f"{experiment}-stage2-{tag}", **common))
+        stage="stage2", job=job, upstream=upstream, job_name=f"{experiment}-stage2-{tag}", **common))
 
     trained = stage2.result()
     evaluation = None
@@ -194,6 +189,7 @@ def _run(experiment: str, preset: str, use_micro_model: bool, dataset_suffix: st
             parent_run_id=parent)).result()
     else:
         steps.add("evaluate", skip("evaluate", f"trained model {trained.model_dir} is not on this machine"))
+    upload_target = loc.upload_destination(upload_target)
     if upload_target:
         steps.add("upload-artifacts", upload_artifacts.submit(stage2, evaluation, upload_target, parent)).result()
     else:
@@ -228,4 +224,4 @@ def wmtp_compare(experiments: list[ExperimentName] | None = None, preset: str = 
     return summaries
 
 
-__all__ = ["wmtp", "wmtp_compare", "train_args"]
+__all__ = ["wmtp", "wmtp_compare", "train_job"]

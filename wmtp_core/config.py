@@ -200,21 +200,30 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def parse_override(text: str) -> dict[str, Any]:
-    """`a.b.c=value` -> {"a": {"b": {"c": value}}}; the value is parsed as YAML (numbers, bools, lists, null)."""
+def split_override(text: str) -> tuple[str, Any]:
+    """`a.b.c=value` -> ("a.b.c", value); the value is parsed as YAML (numbers, bools, lists, null)."""
     if "=" not in text:
         raise ConfigError(f"--set {text!r}: expected key=value")
     key, raw = text.split("=", 1)
-    parts = key.strip().split(".")
-    if not all(parts):
+    if not all(key.strip().split(".")):
         raise ConfigError(f"--set {text!r}: empty key segment")
     try:
         value: Any = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {text!r}: value is not valid YAML: {exc}") from exc
-    for part in reversed(parts):
+    return key.strip(), value
+
+
+def nest(key: str, value: Any) -> dict[str, Any]:
+    """("a.b.c", value) -> {"a": {"b": {"c": value}}}."""
+    for part in reversed(key.split(".")):
         value = {part: value}
     return value
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """`a.b.c=value` -> {"a": {"b": {"c": value}}}; the value is parsed as YAML (numbers, bools, lists, null)."""
+    return nest(*split_override(text))
 
 
 def preset_path(config_path: Path, preset: str) -> Path:

@@ -24,6 +24,7 @@ from tests.fixtures.fake_vessl_server import FakeVesslServer, write_env_file
 from tests.fixtures.models import tiny_model_dir
 from tests.fixtures.orch import in_isolated_process, prefect_server, run_isolated, task_runs
 from wmtp_core import paths
+from wmtp_core.train.job import TrainJob
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TOKEN = "tok-flow-e2e-3b4a"
@@ -67,10 +68,13 @@ def test_verifiable_flow_hands_off_stages_and_evaluates_the_fetched_model(tmp_pa
     # Stage 2 imported Stage 1's export volume and resumed from the last Stage 1 checkpoint in it
     stage1_export = specs[0]["export"]["/mnt/export/"]
     assert specs[1]["import"] == {"/mnt/upstream/": stage1_export}
-    command = shlex.split(specs[1]["run"][0]["command"])
-    resume = Path(command[command.index("--resume") + 1])
+    jobs = []  # each run's command is `wmtp train --job <TrainJob JSON>`
+    for spec in specs:
+        command = shlex.split(spec["run"][0]["command"])
+        jobs.append(TrainJob.parse(command[command.index("--job") + 1]))
+    resume = Path(jobs[1].resume)
     assert resume.parts[:3] == ("/", "mnt", "upstream") and resume.name.startswith("stage1-step-")
-    assert "--resume" not in specs[0]["run"][0]["command"]
+    assert jobs[0].resume is None and jobs[0].stages == ["stage1"]
 
     # the trained model was fetched into this flow's storage and evaluated there; the run's own paths are gone
     model = summary.model_dir

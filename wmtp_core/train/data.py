@@ -21,7 +21,34 @@ def load_rows(cfg: ResolvedConfig, include_incorrect: bool) -> Any:
     if len(rows) == 0:
         raise ValueError(f"{cfg.resolved_path('datasets_root')}: no rows for sources {cfg.data.sources} "
                          f"split {cfg.data.split!r} suffix {cfg.data.suffix!r}")
+    if include_incorrect:
+        check_both_classes(cfg, rows)
     return rows
+
+
+def check_both_classes(cfg: ResolvedConfig, rows: Any) -> None:
+    """Stage 1 learns V from the terminal reward of correct AND incorrect rows; with one class the critic only learns
+    a constant. Raises a DatasetError naming every file read, its row count and the class counts."""
+    from wmtp_core.data.errors import DatasetError
+    from wmtp_core.data.layout import display_path
+    from wmtp_core.data.loading import processed_files
+
+    flags = [bool(meta["is_correct"]) for meta in rows["metadata"]]
+    n_correct, n_incorrect = sum(flags), len(flags) - sum(flags)
+    if n_correct and n_incorrect:
+        return
+    files = processed_files(cfg.resolved_path("datasets_root"), list(cfg.data.sources), cfg.data.split,
+                            cfg.data.suffix, include_incorrect=True)
+    listing = "; ".join(f"{display_path(f)}: {_count_lines(f)} rows" for f in files)
+    missing = "incorrect" if n_correct else "correct"
+    raise DatasetError(f"stage1 needs correct and incorrect rows, got {n_correct} correct and {n_incorrect} "
+                       f"incorrect (no {missing} rows) in {listing}; run `wmtp make-negatives` / `wmtp label` or "
+                       f"choose sources whose processed_incorrect files hold rows")
+
+
+def _count_lines(path: Any) -> int:
+    with open(path, "rb") as handle:
+        return sum(1 for line in handle if line.strip())
 
 
 def check_prompt_budget(cfg: ResolvedConfig, tokenizer: Any) -> None:

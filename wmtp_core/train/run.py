@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from wmtp_core.train.allocator import set_mmap_threshold
 from wmtp_core.train.data import BatchSource, check_prompt_budget, load_rows, steps_for
 from wmtp_core.train.device import autocast_dtype, seed_everything, select_device
 from wmtp_core.train.errors import RunSetupError
+from wmtp_core.train.job import RESULT_FILE, TrainResult
 from wmtp_core.train.lock import RunLock
 from wmtp_core.train.loop import LoopSettings, StageLoop, StageOutcome, StagePlan
 from wmtp_core.train.report import probe, write_reports
@@ -50,35 +49,6 @@ from wmtp_core.weighting.position import profile_means, profile_metrics, profile
 
 __all__ = ["RunSetupError", "TrainResult", "Trainer", "run_training"]
 
-RESULT_FILE = "result.json"
-
-
-@dataclass
-class TrainResult:
-    output_dir: Path
-    checkpoint_dir: Path
-    model_dir: Path | None  # exported model (from_pretrained-loadable); None when the run stopped early
-    value_head_path: Path | None
-    mlflow_run_id: str | None
-    final_metrics: dict[str, float]
-    weights_sha256: str | None  # SHA256 of the exported weights (metadata.json of model_dir)
-    config_hash: str
-    completed: bool
-    result_path: Path
-    history_path: Path
-    value_head_sha256: str | None = None  # SHA256 of value_head_path (a fetch from a remote run checks it)
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_json(cls, path: Path) -> TrainResult:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        for key in ("output_dir", "checkpoint_dir", "model_dir", "value_head_path", "result_path", "history_path"):
-            data[key] = Path(data[key]) if data[key] is not None else None
-        return cls(**data)
-
-
 def load_models(cfg: ResolvedConfig, device: torch.device) -> tuple[Models, Any]:
     from wmtp_core.model.adapter import MetaLlamaMTPAdapter
     from wmtp_core.model.value_head import ValueHead
@@ -95,11 +65,21 @@ def load_models(cfg: ResolvedConfig, device: torch.device) -> tuple[Models, Any]
         models.value_head = ValueHead(adapter.args.dim, cfg.stage1.value_hidden).to(device)
     if spec.needs_reference:
         ref = MetaLlamaMTPAdapter.from_pretrained(ref_dir, device=device)
-        if ref.args.vocab_size != adapter.args.vocab_size:
-            raise RunSetupError(f"{ref.model_dir}: reference vocab {ref.args.vocab_size} != policy vocab "
-                                f"{adapter.args.vocab_size}; the Rho-1 reference must share the tokenizer")
+        check_reference_tokenizer(adapter.tokenizer, ref.tokenizer)
         models.reference = ref.model
     return models, adapter
+
+
+def check_reference_tokenizer(policy: Any, reference: Any) -> None:
+    """The Rho-1 excess loss compares CEs of the same token ids: the reference must use the policy's tokenizer
+    (same pieces at the same ids, not only the same vocabulary size); the error names both tokenizer files."""
+    from wmtp_core.artifacts.checks import check_same_vocabulary
+    from wmtp_core.artifacts.errors import TokenizerMismatch
+
+    try:
+        check_same_vocabulary(policy, reference)
+    except TokenizerMismatch as exc:
+        raise RunSetupError(f"Rho-1 reference tokenizer is not the policy's: {exc}") from exc
 
 
 class Trainer:
@@ -121,7 +101,7 @@ class Trainer:
             raise
 
     def _setup(self, cfg: ResolvedConfig, resume: str | None, stop_at: str | None, allow_config_change: bool) -> None:
-        self.training = training_config(cfg)
+        self.training = training_config(cfg, wd.detect_env().world_size)
         self.start, _ = resolve_resume(resume, self.ckpt_dir, list(cfg.stages), self.training, allow_config_change)
         self.stop_at = _parse_stop(stop_at)
         seed_everything(cfg.run.seed)
@@ -212,7 +192,22 @@ class Trainer:
         self.history[stage] = result.history
         if result.last_checkpoint is not None:
             self.last[stage] = result.last_checkpoint
+        if stage == "stage1" and result.completed:
+            self.critic_report()
         return result
+
+    def critic_report(self) -> None:
+        """End of Stage 1: critic report on held-out rows -> reports/critic_report.json and stage1/critic_report/*."""
+        from wmtp_core.eval.critic_report import report_metrics, stage1_critic_report, write_critic_report
+
+        report = stage1_critic_report(self.cfg, self.models.policy, self.models.value_head, self.adapter.tokenizer,
+                                      self.stage1_mean())  # every rank: the model may be sharded
+        if report is None or not wd.is_main():
+            return
+        path = write_critic_report(report, self.out)
+        step = len(self.history.get("stage1", []))
+        self.logger.log_metrics({f"stage1/{k}": v for k, v in report_metrics(report).items()}, step)
+        self.logger.log_artifact(path, "reports")
 
     def recall_finished(self, stage: str) -> None:
         """History and last checkpoint of a stage completed by an earlier invocation (when still on disk)."""
@@ -288,8 +283,10 @@ class Trainer:
             if completed:
                 self.report("final", self.source(self.cfg.stages[-1]))
                 self.export()
-            return TrainResult(self.out, self.ckpt_dir, None, None, None, final, None, self.chash, completed,
-                               self.out / RESULT_FILE, self.out / "metrics.json")
+            return TrainResult(output_dir=self.out, checkpoint_dir=self.ckpt_dir, model_dir=None, value_head_path=None,
+                               mlflow_run_id=None, final_metrics=final, weights_sha256=None, config_hash=self.chash,
+                               completed=completed, result_path=self.out / RESULT_FILE,
+                               history_path=self.out / "metrics.json")
         history_path = Path(atomic_write_json(self.out / "metrics.json", self.history))
         refs = {stage: checkpoint_reference(ckpt) for stage, ckpt in self.last.items()}
         refs_path = Path(atomic_write_json(self.out / "checkpoints.json", refs))
@@ -298,10 +295,11 @@ class Trainer:
             last_stage = self.cfg.stages[-1]
             self.report("final", self.source(last_stage))
             model_dir, head, sha = self.export()
-        result = TrainResult(self.out, self.ckpt_dir, model_dir, head, self.logger.run_id, final, sha, self.chash,
-                             completed, self.out / RESULT_FILE, history_path,
-                             sha256_file(head) if head is not None else None)
-        atomic_write_json(result.result_path, result.to_json())
+        result = TrainResult(output_dir=self.out, checkpoint_dir=self.ckpt_dir, model_dir=model_dir, value_head_path=head,
+                             mlflow_run_id=self.logger.run_id, final_metrics=final, weights_sha256=sha,
+                             config_hash=self.chash, completed=completed, result_path=self.out / RESULT_FILE,
+                             history_path=history_path, value_head_sha256=sha256_file(head) if head is not None else None)
+        result.write()
         metrics_path = Path(atomic_write_json(self.reports_dir / "final_metrics.json", final))
         for path, where in ((metrics_path, "metrics"), (refs_path, "checkpoints"), (history_path, "metrics"),
                             (result.result_path, None)):

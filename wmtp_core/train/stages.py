@@ -21,7 +21,13 @@ from wmtp_core.train.data import BatchSource
 from wmtp_core.train.loop import Metrics, StagePlan
 from wmtp_core.weighting.critic import critic_loss
 from wmtp_core.weighting.position import PROFILE_CAP, profile_sums, weight_summary
-from wmtp_core.weighting.strategies import WeightingStrategy, count_target_tokens, make_strategy, target_mask
+from wmtp_core.weighting.strategies import (
+    WeightingStrategy,
+    count_target_tokens,
+    fp32,
+    make_strategy,
+    target_mask,
+)
 
 
 @dataclass
@@ -91,9 +97,12 @@ def stage1_plan(cfg: ResolvedConfig, models: Models, source: BatchSource, total_
 
     def micro_step(batch: dict[str, Any], denoms: dict[str, torch.Tensor]) -> Metrics:
         with torch.set_grad_enabled(not frozen):
-            normed = model.normed_trunk(model.trunk_forward(batch["input_ids"]))  # (B, S, D)
-        loss, metrics, _ = critic_loss(head, normed, batch["response_mask"], batch["is_correct"],
-                                       cfg.verifiable.critic, anchor=None, denom=denoms["tokens"])
+            trunk = model.trunk_forward(batch["input_ids"])  # (B, S, D), in the loop's autocast dtype
+        with fp32(trunk):  # the critic computes in fp32 (as in Stage 2)
+            with torch.set_grad_enabled(not frozen):
+                normed = model.normed_trunk(trunk.float()).float()
+            loss, metrics, _ = critic_loss(head, normed, batch["response_mask"], batch["is_correct"],
+                                           cfg.verifiable.critic, anchor=None, denom=denoms["tokens"])
         loss.backward()
         return {**metrics, "loss": loss.detach()}
 

@@ -1,0 +1,97 @@
+"""benchmarks/_rounds.py, step_time.py and speculative.py: statistics, FLOP model and JSON shape on tiny runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+import pytest
+
+from wmtp_core import paths
+
+sys.path.insert(0, str(paths.REPO_ROOT / "benchmarks"))
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, paths.REPO_ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+rounds = _load("_rounds")
+step_time = _load("step_time")
+speculative = _load("speculative")
+
+
+def test_spread_is_median_and_range() -> None:
+    assert rounds.spread([3.0, 1.0, 2.0, 10.0]) == {"median": 2.5, "min": 1.0, "max": 10.0, "rounds": 4}
+    with pytest.raises(ValueError):
+        rounds.spread([])
+
+
+def test_load_report_flags_more_than_half_the_cores_busy() -> None:
+    assert not rounds.load_report(0.5, 1.0, cores=2)["loaded"]
+    assert rounds.load_report(0.5, 1.5, cores=2)["loaded"]
+
+
+def test_flop_model_counts_causal_attention_and_labelled_projections_only() -> None:
+    """Micro shape (dim 512, FFN 1024, V 32000, S 1024, prompt = first eighth): about 457 MFLOP per token, not the
+    525 of full S x S attention and every position projected (hand count below)."""
+    a = step_time.parse_args([])
+    rows = step_time.synthetic_rows(a)
+    batch = step_time._Source(rows, a.batch, a.n_future).next_batch()
+    flops = step_time.step_flops(a, batch, a.trunk_layers + a.n_future) / batch["input_ids"].numel()
+    d, f, v, s = 512, 1024, 32000, 1024
+    dense = 2 * (4 * d * d + 3 * d * f)
+    attention = (s + 1) / 2 * 4 * d  # mean over positions of (t + 1) keys, QK^T and PV
+    labelled = 4 * (s - s // 8) / s  # every head: each response token (positions s/8..s-1) is one target
+    expected = 3 * (6 * (dense + attention) + labelled * 2 * v * d)
+    assert flops == pytest.approx(expected)
+    assert 455e6 < flops < 459e6
+    full = 3 * (6 * (dense + 4 * s * d) + 4 * 2 * v * d)
+    assert full == pytest.approx(525.3e6, rel=1e-3)
+
+
+@pytest.mark.slow
+def test_step_time_json_shape_on_a_tiny_run(capsys) -> None:
+    step_time.main(["--dim", "16", "--n-heads", "2", "--ffn", "32", "--vocab", "64", "--seq", "16", "--batch", "2",
+                    "--steps", "2", "--warmup", "0", "--alone-rounds", "0", "--cases", "ntp,baseline",
+                    "--threads", "1"])
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["cases"]) == {"ntp", "baseline"} and set(out["ratios"]) == {"baseline_over_ntp"}
+    case = out["cases"]["baseline"]
+    assert case["step_s"]["rounds"] == 2 and case["step_s"]["min"] <= case["step_s"]["median"] <= case["step_s"]["max"]
+    assert case["real_tokens_per_s"] == case["padded_tokens_per_s"]  # synthetic rows have no padding
+    assert 0 < case["ceiling_fraction"]["median"] and out["sgemm_gflops"]["rounds"] == 2
+    assert "loaded" in out["machine"] and "vs_comparable" not in out and "COMPARABLE" not in vars(step_time)
+
+
+def test_speculative_benchmark_json_shape_on_a_tiny_run(tmp_path, capsys) -> None:
+    speculative.main(["--dim", "32", "--ffn", "64", "--n-heads", "2", "--steps", "2", "--solutions", "4",
+                      "--seq", "32", "--batch", "2", "--prompts", "1", "--prompt-tokens", "4", "--max-new-tokens", "6",
+                      "--rounds", "2", "--cache-dir", str(tmp_path), "--train-threads", "1"])
+    out = json.loads(capsys.readouterr().out)
+    for name in ("trained", "random"):
+        side = out[name]
+        assert side["outputs_identical"] is True and side["tokens_per_forward"] >= 1.0
+        assert side["ratio_speculative_over_greedy"]["rounds"] == 2
+    assert out["trained"]["training"]["steps"] == 2 and len(list(tmp_path.glob("*.pt"))) == 1
+    speculative.main(["--dim", "32", "--ffn", "64", "--n-heads", "2", "--steps", "2", "--solutions", "4",
+                      "--seq", "32", "--batch", "2", "--prompts", "1", "--prompt-tokens", "4", "--max-new-tokens", "6",
+                      "--rounds", "1", "--cache-dir", str(tmp_path), "--train-threads", "1"])
+    assert "reused" in json.loads(capsys.readouterr().out)["trained"]["training"]
+
+
+def test_loss_memory_summary_takes_ratios_within_rounds() -> None:
+    memory = _load("mtp_loss_memory")
+    rounds = [{"seq4": {"peak_bytes": 2 * 2**20, "step_s": 3.0}, "seq1": {"peak_bytes": 2**20, "step_s": 1.0},
+               "plain1": {"peak_bytes": 4 * 2**20, "step_s": 1.5}, "naive4": {"peak_bytes": 8 * 2**20, "step_s": 2.0}},
+              {"seq4": {"peak_bytes": 2 * 2**20, "step_s": 6.0}, "seq1": {"peak_bytes": 2**20, "step_s": 2.0},
+               "plain1": {"peak_bytes": 4 * 2**20, "step_s": 1.0}, "naive4": {"peak_bytes": 8 * 2**20, "step_s": 2.0}}]
+    out = memory.summarize(rounds)
+    assert out["ratio_a_seq4_over_seq1"] == {"median": 2.0, "min": 2.0, "max": 2.0, "rounds": 2}
+    assert out["ratio_b_seq4_over_plain1"]["median"] == 0.5
+    assert out["time_ratio_seq4_over_plain1"] == {"median": 4.0, "min": 2.0, "max": 6.0, "rounds": 2}
+    assert out["peak_mib"]["naive4"]["median"] == 8.0
