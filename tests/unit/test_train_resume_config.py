@@ -26,6 +26,19 @@ def test_stage_list_paths_and_bookkeeping_are_not_training_relevant() -> None:
     assert "optim.lr" in base and not any(k.startswith(("stages", "paths.", "logging.")) for k in base)
 
 
+
+def test_batch_is_recorded_as_the_global_batch_so_a_checkpoint_resumes_at_another_world_size(tmp_path: Path) -> None:
+    def at(batch: int, world: int) -> dict:
+        return training_config(load_config(CONFIGS / "defaults.yaml", CONFIGS / "recipe.verifiable.yaml", None,
+                                           [f"train.batch_size={batch}"]), world_size=world)
+
+    two_ranks = at(2, 2)
+    assert "train.batch_size" not in two_ranks and two_ranks["train.global_batch_size"] == 4
+    ckpt = Checkpoint(tmp_path / "stage2-step-0000001", "stage2", 1)
+    assert check_config(ckpt, {"config": two_ranks}, at(4, 1), allow_change=False)  # 2 ranks x 2 == 1 x 4
+    with pytest.raises(RunSetupError, match=r"train.global_batch_size: 4 -> 2"):
+        check_config(ckpt, {"config": two_ranks}, at(2, 1), allow_change=False)
+
 def test_differences_named_and_excluded_keys_of_an_older_record_ignored(tmp_path: Path) -> None:
     ckpt = Checkpoint(tmp_path / "stage2-step-0000001", "stage2", 1)
     current = _training()
