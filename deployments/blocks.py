@@ -137,6 +137,8 @@ class VesslJob(Block):
     cluster: str = Field(default="", description="VESSL cluster name (`vessl cluster list`).")
     preset: str = Field(default="", description="Resource preset providing gpu_count GPUs (e.g. an A100 preset).")
     gpu_count: int = Field(default=1, ge=1, le=8)
+    gpu_memory_gb: float = Field(default=80.0, gt=0, description="Memory per GPU (GiB) of the preset; the flow "
+                                 "checks the memory plan (`wmtp plan`) against gpu_count x this before submitting.")
     image: str = Field(default="", description="Image built from ./Dockerfile and pushed (docs/vessl.md).")
     workdir: str = "/app"
     import_volumes: dict[str, str] = Field(default_factory=lambda: {

@@ -19,6 +19,8 @@ from typing import Any
 from deployments.blocks import JobFailed
 from tasks._task import wmtp_task
 from tasks.results import DatasetsArtifact, ModelArtifact, StageResult
+from wmtp_core.plan.advice import MemoryPlanError
+from wmtp_core.plan.job import check_train_job
 from wmtp_core.tracking.mlflow_backend import PARENT_ENV
 from wmtp_core.train.handoff import record_stage_provenance, recorded_checkpoint, resume_point
 from wmtp_core.train.job import RESULT_FILE, TrainJob
@@ -40,7 +42,7 @@ def load_infrastructure(name: str, runs_dir: str) -> Any:
 
 
 @wmtp_task("train-stage", kind="remote", cache_exclude=("job_name", "env"),
-           give_up_on=(JobFailed, OutputsNotFetched))
+           give_up_on=(JobFailed, OutputsNotFetched, MemoryPlanError))
 def train_stage(stage: str, job: TrainJob, infrastructure: str, runs_dir: str, model: ModelArtifact,
                 datasets: DatasetsArtifact, reference: ModelArtifact | None, upstream: StageResult | None,
                 job_name: str, env: dict[str, str]) -> StageResult:
@@ -49,6 +51,9 @@ def train_stage(stage: str, job: TrainJob, infrastructure: str, runs_dir: str, m
     from prefect.runtime import flow_run, task_run
 
     block = load_infrastructure(infrastructure, runs_dir)
+    if getattr(block, "gpu_memory_gb", None):  # a block declaring its GPUs: refuse a job that cannot fit them
+        check_train_job(job, block.gpu_count, block.gpu_memory_gb, model.model_dir,
+                        reference.model_dir if reference else None)
     root = block.output_dir("")  # LocalProcess: its runs_dir; VesslJob: the export mount (as the job sees it)
     resume, imports = (resume_point(upstream.stage, upstream.checkpoint, upstream.export_url,
                                     upstream.export_checkpoint) if upstream is not None else (None, {}))

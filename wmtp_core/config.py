@@ -43,10 +43,29 @@ class PathsConfig(Strict):
     reference_model_dir: Path | None = None
 
 
+LoraTarget = Literal["wq", "wk", "wv", "wo", "w1", "w2", "w3"]
+
+
+class LoraConfig(Strict):
+    """LoRA adapters (peft) on the attention / feed-forward projections of every trunk and head block."""
+
+    rank: int = Field(16, ge=1)
+    alpha: float = Field(32.0, gt=0)  # update scale alpha / rank
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[LoraTarget] = Field(default_factory=lambda: ["wq", "wk", "wv", "wo", "w1", "w2", "w3"],
+                                             min_length=1)
+
+
 class ModelConfig(Strict):
     use_micro_model: bool = False
     activation_checkpointing: bool = False
     export_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    # what Stage 2 (and an unfrozen Stage 1 trunk) trains: every weight, LoRA adapters (base frozen, merged into
+    # the exported model), or only the future-token head blocks (plus the last `heads_trunk_blocks` trunk blocks)
+    finetune: Literal["full", "lora", "heads"] = "full"
+    lora: LoraConfig = LoraConfig()
+    heads_trunk_blocks: int = Field(0, ge=0)
+    cpu_offload: bool = False  # FSDP2 CPUOffloadPolicy: parameters, gradients and AdamW state live in host memory
 
 
 class DataConfig(Strict):

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import shlex
-import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
 from deployments.blocks import VesslJob
+from tests.fixtures.data import shipped_storage
 from tests.fixtures.fake_vessl_server import FakeVesslServer, write_env_file
 from tests.fixtures.models import tiny_model_dir
 from tests.fixtures.orch import in_isolated_process, prefect_server, run_isolated, task_runs
@@ -42,9 +42,7 @@ def test_verifiable_flow_hands_off_stages_and_evaluates_the_fetched_model(tmp_pa
 
     prefect_server()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    storage = tmp_path / "storage"
-    for source in ("codecontests", "mbpp"):
-        shutil.copytree(paths.DATASETS_ROOT / source / "source", storage / "datasets" / source / "source")
+    storage = shipped_storage(tmp_path / "storage")
     base = tiny_model_dir(tmp_path, tokenizer_model=paths.CODE_TOKENIZER, name="tiny-base")
     with FakeVesslServer(tmp_path / "fake", token=TOKEN, job_cwd=paths.REPO_ROOT, isolated_mounts=True) as server:
         VesslJob(env_file=str(write_env_file(tmp_path / ".env.vessl", server)), cluster="vessl-a100",

@@ -51,6 +51,7 @@ __all__ = ["RunSetupError", "TrainResult", "Trainer", "run_training"]
 
 def load_models(cfg: ResolvedConfig, device: torch.device) -> tuple[Models, Any]:
     from wmtp_core.model.adapter import MetaLlamaMTPAdapter
+    from wmtp_core.model.finetune import apply_finetune
     from wmtp_core.model.value_head import ValueHead
 
     spec = EXPERIMENTS[cfg.experiment]
@@ -58,6 +59,7 @@ def load_models(cfg: ResolvedConfig, device: torch.device) -> tuple[Models, Any]
     if spec.needs_reference and not (ref_dir / "metadata.json").is_file():
         raise RunSetupError(spec.missing_reference(ref_dir, cfg.model.use_micro_model))
     adapter = MetaLlamaMTPAdapter.from_pretrained(cfg.model_dir, device=device)
+    apply_finetune(adapter.model, cfg.model)  # LoRA: peft adapters injected in place (base frozen)
     adapter.model.checkpoint_trunk = cfg.model.activation_checkpointing
     adapter.model.train()
     models = Models(adapter.model)
@@ -106,12 +108,15 @@ class Trainer:
         self.stop_at = _parse_stop(stop_at)
         seed_everything(cfg.run.seed)
         self.env, self.device = wd.init_distributed(select_device(cfg.run.device))  # torchrun: join the group
+        if cfg.model.cpu_offload:  # FSDP2's CPU offload needs a process group, even of one
+            wd.init_local_group(self.device)
         self.amp = autocast_dtype(self.device, cfg.run.precision)
         if self.device.type == "cpu" and cfg.train.cpu_mmap_threshold_mb is not None:
             set_mmap_threshold(cfg.train.cpu_mmap_threshold_mb)
         self.models, self.adapter = load_models(cfg, self.device)
         check_prompt_budget(cfg, self.adapter.tokenizer)  # a too-small data.max_len fails here, not mid-run
-        wd.shard_model(self.models.policy, self.device, mixed_precision=self.amp == torch.bfloat16)  # FSDP2
+        wd.shard_model(self.models.policy, self.device, mixed_precision=self.amp == torch.bfloat16,  # FSDP2
+                       cpu_offload=cfg.model.cpu_offload)
         self.logger: MultiLogger = make_logger(cfg, self.name) if wd.is_main() else MultiLogger([])
         self.history: dict[str, list[dict[str, float]]] = {}
         self.last: dict[str, Checkpoint] = {}
@@ -264,7 +269,14 @@ class Trainer:
 
     def export(self) -> tuple[Path, Path | None, str]:
         dtype = getattr(torch, self.cfg.model.export_dtype)
-        if wd.is_sharded(self.models.policy):  # gather the full weights onto rank 0; the others write nothing
+        if self.cfg.model.finetune == "lora":  # export base + scaled B @ A in the Meta layout (no adapters)
+            from wmtp_core.model.finetune import merged_model
+
+            state = wd.gather_full_state_dict(self.models.policy)
+            if state is None:
+                return None, None, None
+            self.adapter.model = merged_model(state, self.adapter.args, self.cfg.model.lora)
+        elif wd.is_sharded(self.models.policy):  # gather the full weights onto rank 0; the others write nothing
             plain = wd.unsharded_copy(self.models.policy, lambda: Transformer(self.adapter.args))
             if plain is None:
                 return None, None, None
@@ -328,7 +340,7 @@ class Trainer:
         self.release()
         if wd.is_main():
             print(f"  result: {result.result_path}", file=sys.stderr)
-        if self.env.launched:
+        if self.env.launched or self.cfg.model.cpu_offload:
             wd.destroy_distributed()
         return result
 

@@ -18,6 +18,7 @@ from torch import nn
 from vendor.meta_llama.model import Transformer
 from wmtp_core.config import ResolvedConfig
 from wmtp_core.losses import count_valid_labels, weighted_mtp_loss
+from wmtp_core.model.finetune import set_trainable
 from wmtp_core.model.value_head import ValueHead
 from wmtp_core.train.data import BatchSource
 from wmtp_core.train.loop import Metrics, StagePlan
@@ -94,9 +95,7 @@ class ValueHeadStage(StagePlan):
         groups: list[tuple[list[nn.Parameter], float]] = [(list(head.parameters()), cfg.stage1.lr)]
         modules: dict[str, nn.Module] = {"value_head": head}
         if not self.frozen:
-            trunk = trunk_parameters(model)
-            for p in trunk:
-                p.requires_grad_(True)
+            trunk = set_trainable(model, cfg.model, scope=trunk_parameters(model))  # what model.finetune trains
             groups.append((trunk, cfg.optim.lr))
             modules["model"] = model
         super().__init__("stage1", total_steps, groups, modules, source)
@@ -124,8 +123,7 @@ class WeightedMTPStage(StagePlan):
     def __init__(self, cfg: ResolvedConfig, models: Models, strategy: WeightingStrategy, source: BatchSource,
                  total_steps: int, profile: WeightProfile | None = None):
         model = models.policy
-        model.requires_grad_(True)
-        groups: list[tuple[list[nn.Parameter], float]] = [(list(model.parameters()), cfg.optim.lr)]
+        groups: list[tuple[list[nn.Parameter], float]] = [(set_trainable(model, cfg.model), cfg.optim.lr)]
         critic_params = [p for m in strategy.trainable_modules() for p in m.parameters()]
         if critic_params:
             groups.append((critic_params, cfg.stage1.lr))
