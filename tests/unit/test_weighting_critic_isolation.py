@@ -90,7 +90,7 @@ def test_stage1_value_loss_is_fp32_under_bf16_autocast(freeze_trunk: bool) -> No
     from types import SimpleNamespace
 
     from wmtp_core.config import ResolvedConfig
-    from wmtp_core.train.stages import Models, stage1_plan
+    from wmtp_core.train.stages import Models, ValueHeadStage
     from wmtp_core.weighting.critic import critic_loss
 
     cfg = ResolvedConfig(experiment="verifiable", stages=["stage1", "stage2"],
@@ -99,7 +99,7 @@ def test_stage1_value_loss_is_fp32_under_bf16_autocast(freeze_trunk: bool) -> No
     model, head = tiny_transformer(n_future=2), _head(hidden=None, seed=2)
     with torch.no_grad():
         head.net[-1].weight.mul_(0.2)
-    plan = stage1_plan(cfg, Models(model, head), SimpleNamespace(sampler=None, next_batch=None), 1)
+    plan = ValueHeadStage(cfg, Models(model, head), SimpleNamespace(sampler=None, next_batch=None), 1)
     denoms = {"tokens": count_target_tokens(batch).float()}
 
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # the policy's trunk under autocast

@@ -32,11 +32,11 @@ from wmtp_core.train.resume import (
 from wmtp_core.train.sampler import ResumableSampler
 from wmtp_core.train.stages import (
     Models,
+    ValueHeadStage,
+    WeightedMTPStage,
     WeightProfile,
     build_strategy,
     stage1_mean_value,
-    stage1_plan,
-    stage2_plan,
 )
 from wmtp_core.train.state import (
     Checkpoint,
@@ -167,11 +167,11 @@ class Trainer:
                           self.env.world_size)
         wd.reshard(self.models.policy)  # the optimizer must get the sharded parameters (see wd.reshard)
         if stage == "stage1":
-            plan = stage1_plan(cfg, self.models, source, total)
+            plan = ValueHeadStage(cfg, self.models, source, total)
         else:
             self.strategy = build_strategy(cfg, self.models, self.stage1_mean())
             self.profile = WeightProfile()
-            plan = stage2_plan(cfg, self.models, self.strategy, source, total, self.profile)
+            plan = WeightedMTPStage(cfg, self.models, self.strategy, source, total, self.profile)
         plan.on_step = lambda step: self.maybe_report(stage, step, source)
         return plan
 
