@@ -8,8 +8,9 @@ import re
 
 import pytest
 
+from wmtp_core.cli import main
 from wmtp_core.data.planted import CharTokenizer, planted_rows, run_program
-from wmtp_core.eval.critic_report import SCHEMA, write_critic_report
+from wmtp_core.eval.critic_report import SCHEMA
 
 
 @pytest.mark.parametrize("rule", ["identity", "prompt"])
@@ -35,12 +36,9 @@ def test_planted_rows_are_one_token_mutants_that_fail(rule: str) -> None:
 
 @pytest.mark.slow
 def test_micro_critic_localises_the_planted_token_and_controls_do_not(tmp_path) -> None:
-    from wmtp_core.eval.planted_run import PlantedSettings, planted_report
-
-    report, losses = planted_report(PlantedSettings(seed=0))
-    assert losses[-1] < losses[0]
-    path = write_critic_report(report, tmp_path)
-    data = json.loads(path.read_text())
+    """`wmtp critic-report --synthetic` (seed 0, the PlantedSettings defaults: 80 Stage 1 steps)."""
+    assert main(["critic-report", "--synthetic", "--seed", "0", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "reports" / "critic_report.json").read_text())
     assert data["schema"] == SCHEMA and data["n_rows"] == {"correct": 100, "incorrect": 100}
     assert data["n_localisation_rows"] == 100
     loc, cls = data["localisation_auroc"], data["classification_auroc"]
