@@ -147,9 +147,12 @@ def test_driving_the_boot_codes_own_report_fails() -> None:
 
 
 def test_legitimate_programs_pass() -> None:
-    """Code that uses what the keeper and the hooks touch (frames via namedtuple/enum/logging, threads, atexit)."""
+    """Code that uses what the keeper, the hooks and the jail touch (frames via namedtuple/enum/logging, threads,
+    atexit, a multiprocessing lock)."""
     source = textwrap.dedent("""
-        import atexit, collections, enum, logging, threading
+        import atexit, collections, enum, logging, multiprocessing, threading
+        with multiprocessing.Lock():  # needs the sandbox's private /dev/shm
+            pass
         Point = collections.namedtuple('Point', 'x y')
         Color = enum.Enum('Color', 'RED GREEN')
         logging.basicConfig(level=logging.INFO)
