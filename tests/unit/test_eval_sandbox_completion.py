@@ -181,3 +181,9 @@ def test_stdio_judging_accepts_exit_after_the_answer() -> None:
         assert check(problem, f"print(int(input()) * 2)\n{tail}", FAST).status == "passed", tail
         assert check(problem, f"print(int(input()) * 3)\n{tail}", FAST).status == "failed", tail
     assert check(problem, "print(int(input()) * 2)\nraise SystemExit(3)\n", FAST).status == "error"
+
+
+def test_a_program_that_closes_every_descriptor_fails_fast() -> None:
+    source = "import os\nos.closerange(3, 1024)\nassert 1 == 1\n"
+    result = run_program(source, limits=FAST)
+    assert result.status == "failed" and not result.completed and not result.wall_timeout
