@@ -4,11 +4,13 @@
     torchrun --nproc-per-node=4 benchmarks/gpu_throughput.py         # FSDP2, bf16 params / fp32 reduction
     uv run python benchmarks/gpu_throughput.py --peak-tflops 500     # a card missing from the table
 
-Without CUDA it prints {"status": "skipped", "reason": ...} and exits 0. `--device cpu` runs the same code path
-(tiny sizes only; used by the tests) and reports MFU only when --peak-tflops is given.
+Without CUDA it prints {"status": "unavailable", "reason": ...} and exits 2. `--device cpu` runs the same code
+path (tiny sizes only; used by the tests) and reports MFU only when --peak-tflops is given.
 
 One optimizer step = forward + weighted MTP loss (wmtp_core.losses, global token denominator) + backward + AdamW.
-Both loss implementations (sequential, naive) are measured in the same run, side by side.
+Measured side by side in one run: full fine-tuning and LoRA (peft adapters on every projection, base frozen:
+`model.finetune: lora`), each with the sequential and the naive loss. For every case the peak allocated CUDA memory
+is compared with the memory plan's prediction for the same shape (wmtp_core.plan, `measured_over_predicted`).
 MFU = 6 * N * tokens_per_s / peak_flops with N = all parameters (the usual definition, `mfu`); `mfu_mtp` uses the
 matmul parameters one token actually goes through in MTP training (trunk once, every head block and the output
 projection once per head, no embedding lookup). Attention-score FLOPs are left out of both.
@@ -74,6 +76,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=10, help="timed optimizer steps per loss implementation")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--loss-impls", nargs="+", default=["sequential", "naive"], choices=["sequential", "naive"])
+    p.add_argument("--finetunes", nargs="+", default=["full", "lora"], choices=["full", "lora"])
+    p.add_argument("--lora-rank", type=int, default=16)
     p.add_argument("--chunk-size", type=int, default=1024)
     p.add_argument("--activation-checkpointing", action="store_true")
     p.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
@@ -89,16 +93,38 @@ def random_batch(args: ModelArgs, batch: int, seq: int, device: torch.device) ->
     return {"input_ids": tokens[:, :seq], "labels": labels, "weights": weights}  # labels (B, S, F)
 
 
+def model_config(ns: argparse.Namespace) -> Any:
+    from wmtp_core.config import LoraConfig, ModelConfig
+
+    return ModelConfig(finetune=ns.finetune, lora=LoraConfig(rank=ns.lora_rank),
+                       activation_checkpointing=ns.activation_checkpointing)
+
+
 def build(ns: argparse.Namespace, device: torch.device) -> tuple[Transformer, torch.optim.Optimizer]:
+    from wmtp_core.config import OptimConfig
     from wmtp_core.distributed import shard_model
+    from wmtp_core.model.finetune import apply_finetune, set_trainable
+    from wmtp_core.train.loop import build_optimizer
 
     torch.manual_seed(0)
     with torch.device(device):
         model = Transformer(model_args(ns))
+    mcfg = model_config(ns)
+    apply_finetune(model, mcfg)  # LoRA: peft adapters, base frozen
     model.checkpoint_trunk = ns.activation_checkpointing
     model = shard_model(model, device, mixed_precision=ns.precision == "bf16")
-    fused = device.type == "cuda"
-    return model, torch.optim.AdamW(model.parameters(), lr=1e-5, fused=fused)
+    return model, build_optimizer([(set_trainable(model, mcfg), 1e-5)], OptimConfig())
+
+
+def predicted_peak(ns: argparse.Namespace, world: int) -> int:
+    """The memory plan's per-GPU peak for this case (wmtp_core.plan.memory)."""
+    from wmtp_core.plan.memory import PlanInputs, plan_memory
+
+    inputs = PlanInputs(model_args(ns), batch=ns.batch_size, seq=ns.seq_len, chunk=ns.chunk_size,
+                        finetune=ns.finetune, lora_rank=ns.lora_rank,
+                        activation_checkpointing=ns.activation_checkpointing, bf16=ns.precision == "bf16",
+                        gpus=world)
+    return plan_memory(inputs).peak
 
 
 def train_step(model: Transformer, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
@@ -141,13 +167,19 @@ def measure(ns: argparse.Namespace, device: torch.device, peak_per_rank: float |
     world = get_world_size()
     tokens_per_s = ns.batch_size * ns.seq_len * world * ns.steps / seconds
     peak = peak_per_rank * world if peak_per_rank else None
+    measured = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    predicted = predicted_peak(ns, world)
     result = {
-        "loss_impl": ns.loss_impl, "step_time_s": seconds / ns.steps, "tokens_per_s": tokens_per_s,
+        "finetune": ns.finetune, "loss_impl": ns.loss_impl, "step_time_s": seconds / ns.steps,
+        "tokens_per_s": tokens_per_s, "params_trainable": sum(p.numel() for g in optimizer.param_groups
+                                                              for p in g["params"]),
         "tokens_per_s_per_gpu": tokens_per_s / world, "params_total": counts["total"],
         "params_mtp_matmul": counts["mtp_matmul"], "last_loss": losses[-1],
         "mfu": 6 * counts["total"] * tokens_per_s / peak if peak else None,
         "mfu_mtp": 6 * counts["mtp_matmul"] * tokens_per_s / peak if peak else None,
-        "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
+        "peak_memory_gib": measured / 2**30 if measured is not None else None,
+        "predicted_peak_gib": predicted / 2**30,  # the plan counts only what this case holds (no reference)
+        "measured_over_predicted": measured / predicted if measured is not None else None,
     }
     del model, optimizer
     if device.type == "cuda":
@@ -155,40 +187,50 @@ def measure(ns: argparse.Namespace, device: torch.device, peak_per_rank: float |
     return result
 
 
-def skipped(reason: str) -> dict[str, Any]:
-    return {"benchmark": "gpu_throughput", "status": "skipped", "reason": reason}
+def unavailable(reason: str) -> dict[str, Any]:
+    return {"benchmark": "gpu_throughput", "status": "unavailable", "reason": reason}
 
 
 def run(ns: argparse.Namespace) -> dict[str, Any]:
     from wmtp_core.distributed import destroy_distributed, get_world_size, init_distributed
 
     if ns.device == "cuda" and not torch.cuda.is_available():
-        return skipped("CUDA is not available (torch.cuda.is_available() is False); this benchmark needs a GPU")
+        return unavailable("CUDA is not available (torch.cuda.is_available() is False); this benchmark needs a "
+                           "GPU (or --device cpu for a tiny functional run)")
     _, device = init_distributed(ns.device)
     try:
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
         table = peak_flops_for(name) if device.type == "cuda" else None
         peak = ns.peak_tflops * 1e12 if ns.peak_tflops else table
         cases = {}
-        for impl in ns.loss_impls:
-            ns.loss_impl = impl
-            cases[impl] = measure(ns, device, peak)
+        for finetune in ns.finetunes:
+            for impl in ns.loss_impls:
+                ns.finetune, ns.loss_impl = finetune, impl
+                cases[f"{finetune}/{impl}"] = measure(ns, device, peak)
         out = {"benchmark": "gpu_throughput", "status": "ok", "device": name, "world_size": get_world_size(),
                "peak_flops_per_gpu": peak, "precision": ns.precision,
                "peak_flops_source": "flag" if ns.peak_tflops else ("table" if peak else "unknown card: pass "
                                                                                      "--peak-tflops"),
-               "config": {k: v for k, v in vars(ns).items() if k not in ("loss_impl",)}, "cases": cases}
-        if {"sequential", "naive"} <= set(cases):
-            out["ratios"] = {
-                "tokens_per_s_sequential_over_naive": cases["sequential"]["tokens_per_s"]
-                / cases["naive"]["tokens_per_s"],
-            }
-            if device.type == "cuda":
-                out["ratios"]["peak_memory_sequential_over_naive"] = (
-                    cases["sequential"]["peak_memory_gib"] / cases["naive"]["peak_memory_gib"])
+               "config": {k: v for k, v in vars(ns).items() if k not in ("loss_impl", "finetune")},
+               "cases": cases, "ratios": ratios(cases)}
         return out
     finally:
         destroy_distributed()
+
+
+def ratios(cases: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Side-by-side ratios between the cases measured (sequential vs naive loss, LoRA vs full)."""
+    out: dict[str, float] = {}
+    pairs = {f"{ft}_tokens_per_s_sequential_over_naive": (f"{ft}/sequential", f"{ft}/naive") for ft in ("full", "lora")}
+    pairs.update({f"lora_over_full_tokens_per_s_{impl}": (f"lora/{impl}", f"full/{impl}")
+                  for impl in ("sequential", "naive")})
+    for name, (a, b) in pairs.items():
+        if a in cases and b in cases:
+            out[name] = cases[a]["tokens_per_s"] / cases[b]["tokens_per_s"]
+            if cases[a]["peak_memory_gib"] is not None:
+                out[name.replace("tokens_per_s", "peak_memory")] = (cases[a]["peak_memory_gib"]
+                                                                    / cases[b]["peak_memory_gib"])
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(parse_args(argv))
     if detect_env().rank == 0:  # one JSON document, from rank 0
         print(json.dumps(result, indent=2))
-    return 0
+    return 0 if result["status"] == "ok" else 2
 
 
 if __name__ == "__main__":

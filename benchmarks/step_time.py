@@ -157,7 +157,7 @@ def _build_case(a: argparse.Namespace, case: str, rows: list[dict]):
     from wmtp_core.config import load_config
     from wmtp_core.model.value_head import ValueHead
     from wmtp_core.train.loop import LoopSettings, StageLoop
-    from wmtp_core.train.stages import Models, build_strategy, stage2_plan
+    from wmtp_core.train.stages import Models, WeightedMTPStage, build_strategy
 
     experiment = case if case in ("verifiable", "rho1") else "baseline"
     cfg = load_config(CONFIGS / "defaults.yaml", CONFIGS / f"recipe.{experiment}.yaml", None,
@@ -169,7 +169,7 @@ def _build_case(a: argparse.Namespace, case: str, rows: list[dict]):
     if case in ("rho1", "baseline_ref"):
         models.reference = _model(a, seed=1).requires_grad_(False).eval()
     source = _Source(rows, a.batch, 1 if case == "ntp" else a.n_future)
-    plan = stage2_plan(cfg, models, build_strategy(cfg, models), source, total_steps=10**6)
+    plan = WeightedMTPStage(cfg, models, build_strategy(cfg, models), source, total_steps=10**6)
     if case == "baseline_ref":
         inner = plan.micro_step
         plan.micro_step = lambda batch, denoms: (_reference_forward(models.reference, batch, a.chunk_size),

@@ -2,7 +2,8 @@
 
 Both blocks offer (see docs/vessl.md):
     output_dir(job_name) -> str          where the job must write its outputs (as the job sees the path)
-    train_command(train_args) -> list    `wmtp train ...` (or torchrun for several GPUs)
+    train_command(train_args) -> list    `wmtp train ...` (the flow passes `--job <TrainJob JSON>`; torchrun for
+                                         several GPUs)
     submit(command, env=None, workdir=None, result_path="result.json", name=None, imports=None) -> JobResult
 `submit` runs the command to the end, streams its output lines into the Prefect run logger (stdout outside a
 run), and returns the parsed small result JSON the job wrote (VesslJob: `fetch_export` downloads more of a run's
@@ -16,15 +17,10 @@ Register the types with `prefect block register -f deployments/blocks.py`; save 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets as _random
-import signal
-import subprocess
 import sys
-import threading
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,13 +30,14 @@ from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
 from wmtp_core import paths
+from wmtp_core.io import read_json
+from wmtp_core.process import run_streaming
 from wmtp_core.secrets import REDACTOR, redact, redact_data
+from wmtp_core.train.job import TrainResult
 from wmtp_core.vessl_client.cancel import ACTIVE_RUNS
 from wmtp_core.vessl_client.runner import RemoteJob, RemoteRunFailed, run_remote_job
 from wmtp_core.vessl_client.spec import build_run_spec, train_command
 from wmtp_core.vessl_client.storage import VolumeRef
-
-TAIL_LINES = 40
 
 
 @dataclass(frozen=True)
@@ -52,6 +49,10 @@ class JobResult:
     result_location: str  # local path or volume:// URL of that JSON
     log_tail: list[str] = field(default_factory=list)
     export_url: str = ""  # vessl: volume:// URL of this run's export mount (import it into a later run); local: ""
+
+    def train_result(self) -> TrainResult:
+        """The result of a `wmtp train` job (ValueError naming its location when it is not one)."""
+        return TrainResult.from_mapping(self.result, self.result_location)
 
 
 class JobFailed(RuntimeError):
@@ -114,47 +115,9 @@ class LocalProcess(Block):
         return JobResult("local", str(code), "completed", read_json_result(result_file), str(result_file), tail)
 
 
-def run_streaming(command: list[str], cwd: Path, env: Mapping[str, str], on_log: Callable[[str], None],
-                  timeout_s: float) -> tuple[int, list[str]]:
-    """Run `command`, forwarding each output line; kill its process group if we leave early or time out."""
-    tail: deque[str] = deque(maxlen=TAIL_LINES)
-    proc = subprocess.Popen(command, cwd=cwd, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, bufsize=1, start_new_session=True)
-    timer = threading.Timer(timeout_s, lambda: _kill_group(proc))
-    timer.start()
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            clean = redact(line.rstrip("\n"))
-            tail.append(clean)
-            on_log(clean)
-        return proc.wait(), list(tail)
-    finally:
-        timer.cancel()
-        if proc.poll() is None:
-            _kill_group(proc)
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=10)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-
 def read_json_result(path: Path) -> dict:
-    if not path.is_file():
-        raise JobFailed(f"{path}: the job finished but wrote no result file")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise JobFailed(f"{path}: result is not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise JobFailed(f"{path}: result must be a JSON object")
+    data = read_json(path, JobFailed, expect=dict,
+                     missing=lambda p: JobFailed(f"{p}: the job finished but wrote no result file"))
     return redact_data(data)  # type: ignore[return-value]
 
 
@@ -174,6 +137,8 @@ class VesslJob(Block):
     cluster: str = Field(default="", description="VESSL cluster name (`vessl cluster list`).")
     preset: str = Field(default="", description="Resource preset providing gpu_count GPUs (e.g. an A100 preset).")
     gpu_count: int = Field(default=1, ge=1, le=8)
+    gpu_memory_gb: float = Field(default=80.0, gt=0, description="Memory per GPU (GiB) of the preset; the flow "
+                                 "checks the memory plan (`wmtp plan`) against gpu_count x this before submitting.")
     image: str = Field(default="", description="Image built from ./Dockerfile and pushed (docs/vessl.md).")
     workdir: str = "/app"
     import_volumes: dict[str, str] = Field(default_factory=lambda: {
@@ -269,4 +234,4 @@ def terminate_active_vessl_runs(*_hook_args: Any) -> list[int]:
 
 
 __all__ = ["JobResult", "JobFailed", "LocalProcess", "VesslJob", "RemoteRunFailed", "terminate_active_vessl_runs",
-           "log_sink"]
+           "log_sink", "run_streaming"]

@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     print(steps_table(summaries))
     print("\n=== Cache ===")
     print("\n".join(cache_report(summaries)))
-    print(f"\nwall time: {wall:.1f} s for {len(summaries)} experiment(s); artifacts uploaded to {summaries[0].upload_target}\n")
+    print(f"\nwall time: {wall:.1f} s for {len(summaries)} run(s) ({len(experiments)} experiment(s) x {args.seeds} "
+          f"seed(s)); artifacts uploaded to {summaries[0].upload_target}\n")
     print(ui_help(resolve_tracking_uri(None)))
     if args.summary_json:
         write_summary(args.summary_json, summaries, wall)

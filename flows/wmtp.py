@@ -23,6 +23,7 @@ from prefect.states import State
 from deployments.blocks import terminate_active_vessl_runs
 from flows.layout import Locations
 from flows.report import comparison_rows, summary_markdown
+from flows.request import RunRequest
 from tasks._task import result_storage_path, skip
 from tasks.checkpoint import convert_checkpoint, synthetic_base
 from tasks.datasets import prepare_and_validate
@@ -37,8 +38,10 @@ from wmtp_core.eval.compare import run_seeds
 from wmtp_core.experiments import EXPERIMENTS, MICRO_REFERENCE_FFN, MICRO_REFERENCE_SEED, ExperimentName, spec
 from wmtp_core.tracking import mlflow_backend as tracking
 from wmtp_core.tracking.mlflow_backend import resolve_tracking_uri
+from wmtp_core.train.job import TrainJob, overrides_from
 
 DATA_MAX_TOKENS = 2048
+EVAL_TEMPERATURE = 0.2  # sampling temperature of the flow's pass@k
 
 
 class Steps:
@@ -96,21 +99,15 @@ def _reference(experiment: str, use_micro_model: bool, micro_plan: str, base: An
     return model_artifact(loc.reference_dir, "converted reference")
 
 
-def train_args(experiment: str, preset: str, use_micro_model: bool, dataset_suffix: str | None, device: str,
-               local_paths: dict[str, Path] | None, overrides: list[str] | None = None) -> list[str]:
-    """`wmtp train` arguments (config paths relative to the repo root, where every block runs the command)."""
-    args = ["--config", "configs/defaults.yaml", "--recipe", spec(experiment).recipe_arg, "--preset", preset,
-            "--device", device]
-    if use_micro_model:
-        args.append("--use-micro-model")
-    if dataset_suffix:
-        args += ["--dataset-suffix", dataset_suffix]
-    for key, value in (local_paths or {}).items():
-        args += ["--set", f"paths.{key}={value}"]
-    args += ["--set", "train.progress_bar=false"]
-    for override in overrides or []:
-        args += ["--set", override]
-    return args
+def train_job(experiment: str, preset: str, use_micro_model: bool, dataset_suffix: str | None, device: str,
+              overrides: list[str]) -> TrainJob:
+    """The experiment's TrainJob (the model and data paths are added once known). It is resolved to the full
+    config here, before anything is submitted, so a bad combination fails in the flow and not inside a job."""
+    job = TrainJob(experiment=experiment, preset=preset, use_micro_model=use_micro_model,
+                   dataset_suffix=dataset_suffix or None, device=device,
+                   overrides={"train.progress_bar": False, **overrides_from(overrides)})
+    job.resolve(paths.REPO_ROOT)
+    return job
 
 
 @flow(name="wmtp", result_storage=result_storage_path(), log_prints=True,
@@ -125,17 +122,18 @@ def wmtp(experiment: ExperimentName = "verifiable", preset: str = "smoke", use_m
     directory, volume://…, "local-volume" for <storage>/runs/_volume, or None for no upload). `seed` overrides the
     training seed (`run.seed`) and the eval sampling seed; None keeps the config's (and eval seed 0)."""
     spec(experiment)  # a ValueError naming the known experiments
-    loc, steps, run_id = Locations.under(storage_root), Steps(), str(flow_run.id)
-    label = experiment if seed is None else f"{experiment}-s{seed}"
+    request = RunRequest(
+        experiment=experiment, preset=preset, use_micro_model=use_micro_model, dataset_suffix=dataset_suffix,
+        base_checkpoint=base_checkpoint, infrastructure=infrastructure, device=device, eval_dataset=eval_dataset,
+        eval_limit=eval_limit, eval_n=eval_n, eval_max_new_tokens=eval_max_new_tokens, upload_target=upload_target,
+        micro_plan=micro_plan, train_overrides=list(train_overrides or []), storage_root=storage_root, seed=seed)
+    loc, steps, run_id, label = Locations.under(storage_root), Steps(), str(flow_run.id), request.label
     parent = tracking.start_parent("wmtp", f"{label}-{flow_run.name}",
                                   {"prefect.flow_run_id": run_id, "prefect.flow_run_name": str(flow_run.name),
                                    "wmtp.experiment": experiment, "wmtp.preset": preset,
                                    "wmtp.infrastructure": infrastructure, "wmtp.seed": str(seed)})
-    overrides = [*(train_overrides or []), *([f"run.seed={seed}"] if seed is not None else [])]
     try:
-        summary = _run(experiment, preset, use_micro_model, dataset_suffix, base_checkpoint, infrastructure, device,
-                       eval_dataset, eval_limit, eval_n, eval_max_new_tokens, upload_target, micro_plan,
-                       overrides, loc, steps, parent, seed)
+        summary = _run(request, loc, steps, parent)
     except BaseException:
         tracking.finish_run(parent, "FAILED")
         raise
@@ -146,56 +144,53 @@ def wmtp(experiment: ExperimentName = "verifiable", preset: str = "smoke", use_m
     return summary
 
 
-def _run(experiment: str, preset: str, use_micro_model: bool, dataset_suffix: str | None,
-         base_checkpoint: str | None, infrastructure: str, device: str, eval_dataset: str, eval_limit: int | None,
-         eval_n: int, eval_max_new_tokens: int, upload_target: str | None, micro_plan: str,
-         train_overrides: list[str], loc: Locations, steps: Steps, parent: str,
-         seed: int | None = None) -> ExperimentSummary:
+def _run(r: RunRequest, loc: Locations, steps: Steps, parent: str) -> ExperimentSummary:
+    experiment, use_micro_model, seed = r.experiment, r.use_micro_model, r.seed
     env = {tracking.PARENT_ENV: parent, "MLFLOW_TRACKING_URI": resolve_tracking_uri(None)}
+    job = train_job(experiment, r.preset, use_micro_model, r.dataset_suffix, r.device, r.overrides)
     sources = list(DEFAULT_SOURCES)
     datasets = steps.add("prepare-validate-datasets", prepare_and_validate.submit(
         str(loc.datasets_root), sources, paths.CODE_TOKENIZER, DATA_MAX_TOKENS, loc.source_dirs(sources)))
-    base = _base_model(loc, base_checkpoint, steps)
+    base = _base_model(loc, r.base_checkpoint, steps)
     if use_micro_model:
         model = steps.add("build-micro", build_micro.submit(base, str(loc.micro_dir), paths.CODE_TOKENIZER,
-                                                            plan=micro_plan))
+                                                            plan=r.micro_plan))
     else:
         steps.add("build-micro", skip("build-micro", "use_micro_model=False: training the base model itself"))
         model = base
-    reference = _reference(experiment, use_micro_model, micro_plan, base, loc, steps)
+    reference = _reference(experiment, use_micro_model, r.micro_plan, base, loc, steps)
 
-    local_paths = None
-    if infrastructure == "local":  # remote jobs use the storage/ locations inside their image
-        model_dir = _model_dir(model)
-        local_paths = {"datasets_root": loc.datasets_root,
-                       ("micro_model_dir" if use_micro_model else "base_model_dir"): model_dir}
+    if r.infrastructure == "local":  # remote jobs use the storage/ locations inside their image
+        local_paths = {"datasets_root": str(loc.datasets_root),
+                       ("micro_model_dir" if use_micro_model else "base_model_dir"): str(_model_dir(model))}
         if reference is not None:
-            local_paths["reference_model_dir"] = _model_dir(reference)
-    args = train_args(experiment, preset, use_micro_model, dataset_suffix, device, local_paths, train_overrides)
+            local_paths["reference_model_dir"] = str(_model_dir(reference))
+        job = job.model_copy(update={"paths": local_paths})
     tag = str(flow_run.name or flow_run.id)[:40] + ("" if seed is None else f"-s{seed}")
-    common = dict(experiment=experiment, infrastructure=infrastructure, runs_dir=str(loc.runs_dir), model=model,
+    common = dict(infrastructure=r.infrastructure, runs_dir=str(loc.runs_dir), model=model,
                   datasets=datasets, reference=reference, env=env)
     upstream = None
     if EXPERIMENTS[experiment].needs_stage1:
         upstream = steps.add("stage1", train_stage.with_options(name="stage1").submit(
-            stage="stage1", train_args=[*args, "--stages", "stage1"], upstream=None,
+            stage="stage1", job=job.model_copy(update={"stages": ["stage1"]}), upstream=None,
             job_name=f"{experiment}-stage1-{tag}", **common))
     else:
         steps.add("stage1", skip("stage1", f"{experiment} has no value-head pretraining stage"))
     stage2 = steps.add("stage2", train_stage.with_options(name="stage2").submit(
-        stage="stage2", train_args=args, upstream=upstream, job_name=f"{experiment}-stage2-{tag}", **common))
+        stage="stage2", job=job, upstream=upstream, job_name=f"{experiment}-stage2-{tag}", **common))
 
     trained = stage2.result()
     evaluation = None
     if trained.model_dir is not None and trained.model_dir.is_dir():
-        out_dir = loc.eval_dir / f"{experiment}-{eval_dataset}-{(trained.weights_sha256 or 'unknown')[:12]}"
+        out_dir = loc.eval_dir / f"{experiment}-{r.eval_dataset}-{(trained.weights_sha256 or 'unknown')[:12]}"
         out_dir = out_dir if seed is None else out_dir.with_name(f"{out_dir.name}-s{seed}")
         evaluation = steps.add("evaluate", evaluate.submit(
-            stage2, eval_dataset, eval_n, [1], eval_limit, str(out_dir), eval_max_new_tokens, 0.2, seed or 0, device,
+            stage2, dataset=r.eval_dataset, n=r.eval_n, ks=[1], limit=r.eval_limit, out_dir=str(out_dir),
+            max_new_tokens=r.eval_max_new_tokens, temperature=EVAL_TEMPERATURE, seed=seed or 0, device=r.device,
             parent_run_id=parent)).result()
     else:
         steps.add("evaluate", skip("evaluate", f"trained model {trained.model_dir} is not on this machine"))
-    upload_target = loc.upload_destination(upload_target)
+    upload_target = loc.upload_destination(r.upload_target)
     if upload_target:
         steps.add("upload-artifacts", upload_artifacts.submit(stage2, evaluation, upload_target, parent)).result()
     else:
@@ -230,4 +225,4 @@ def wmtp_compare(experiments: list[ExperimentName] | None = None, preset: str = 
     return summaries
 
 
-__all__ = ["wmtp", "wmtp_compare", "train_args"]
+__all__ = ["wmtp", "wmtp_compare", "train_job"]

@@ -43,10 +43,29 @@ class PathsConfig(Strict):
     reference_model_dir: Path | None = None
 
 
+LoraTarget = Literal["wq", "wk", "wv", "wo", "w1", "w2", "w3"]
+
+
+class LoraConfig(Strict):
+    """LoRA adapters (peft) on the attention / feed-forward projections of every trunk and head block."""
+
+    rank: int = Field(16, ge=1)
+    alpha: float = Field(32.0, gt=0)  # update scale alpha / rank
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[LoraTarget] = Field(default_factory=lambda: ["wq", "wk", "wv", "wo", "w1", "w2", "w3"],
+                                             min_length=1)
+
+
 class ModelConfig(Strict):
     use_micro_model: bool = False
     activation_checkpointing: bool = False
     export_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    # what Stage 2 (and an unfrozen Stage 1 trunk) trains: every weight, LoRA adapters (base frozen, merged into
+    # the exported model), or only the future-token head blocks (plus the last `heads_trunk_blocks` trunk blocks)
+    finetune: Literal["full", "lora", "heads"] = "full"
+    lora: LoraConfig = LoraConfig()
+    heads_trunk_blocks: int = Field(0, ge=0)
+    cpu_offload: bool = False  # FSDP2 CPUOffloadPolicy: parameters, gradients and AdamW state live in host memory
 
 
 class DataConfig(Strict):
@@ -200,21 +219,30 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def parse_override(text: str) -> dict[str, Any]:
-    """`a.b.c=value` -> {"a": {"b": {"c": value}}}; the value is parsed as YAML (numbers, bools, lists, null)."""
+def split_override(text: str) -> tuple[str, Any]:
+    """`a.b.c=value` -> ("a.b.c", value); the value is parsed as YAML (numbers, bools, lists, null)."""
     if "=" not in text:
         raise ConfigError(f"--set {text!r}: expected key=value")
     key, raw = text.split("=", 1)
-    parts = key.strip().split(".")
-    if not all(parts):
+    if not all(key.strip().split(".")):
         raise ConfigError(f"--set {text!r}: empty key segment")
     try:
         value: Any = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {text!r}: value is not valid YAML: {exc}") from exc
-    for part in reversed(parts):
+    return key.strip(), value
+
+
+def nest(key: str, value: Any) -> dict[str, Any]:
+    """("a.b.c", value) -> {"a": {"b": {"c": value}}}."""
+    for part in reversed(key.split(".")):
         value = {part: value}
     return value
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """`a.b.c=value` -> {"a": {"b": {"c": value}}}; the value is parsed as YAML (numbers, bools, lists, null)."""
+    return nest(*split_override(text))
 
 
 def preset_path(config_path: Path, preset: str) -> Path:

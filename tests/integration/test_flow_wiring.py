@@ -59,9 +59,11 @@ def test_verifiable_flow_lineage_mlflow_provenance_and_cache(env, tmp_path: Path
     assert _upstream_ids(by["evaluate"], "stage") == {ids["stage2"]}
     assert _upstream_ids(by["upload-artifacts"], "stage") == {ids["stage2"]}
 
-    stage1_cmd, stage2_cmd = fakes.commands
-    assert stage1_cmd[stage1_cmd.index("--stages") + 1] == "stage1" and "--resume" not in stage1_cmd
-    assert Path(stage2_cmd[stage2_cmd.index("--resume") + 1]).name == "stage1-step-0000002"
+    assert [cmd[:3] for cmd in fakes.commands] == [["wmtp", "train", "--job"]] * 2  # the blocks run the TrainJob
+    stage1_job, stage2_job = fakes.jobs
+    assert stage1_job.stages == ["stage1"] and stage1_job.resume is None
+    assert stage2_job.stages is None and Path(stage2_job.resume).name == "stage1-step-0000002"
+    assert stage2_job.paths["datasets_root"] == str(storage.resolve() / "datasets")
     assert {e["WMTP_PARENT_RUN_ID"] for e in fakes.envs} == {first.mlflow_parent_run_id}
 
     client = MlflowClient()
@@ -110,9 +112,9 @@ def test_compare_skips_what_each_experiment_does_not_need_and_publishes_a_table(
     rho_states = {r.name.rsplit("-", 1)[0]: r.state_name for r in task_runs(rho1.flow_run_id)}
     assert rho_states["build-reference"] == "Completed" and rho_states["stage1-skipped"] == "Skipped"
     assert fakes.count("build-micro-seed1") == 1
-    rho_cmd = fakes.commands[-1]
-    assert any(a.startswith("paths.reference_model_dir=") and a.endswith("micro-ref-mtp") for a in rho_cmd)
-    assert "--recipe" in rho_cmd and rho_cmd[rho_cmd.index("--recipe") + 1] == "configs/recipe.rho1.yaml"
+    rho_job = fakes.jobs[-1]
+    assert rho_job.experiment == "rho1" and rho_job.paths["reference_model_dir"].endswith("micro-ref-mtp")
+    assert rho_job.recipe_path == "configs/recipe.rho1.yaml"
 
     with get_client(sync_client=True) as client:
         tables = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["wmtp-comparison"])))
@@ -131,9 +133,8 @@ def test_compare_runs_each_experiment_under_several_seeds(env, tmp_path: Path, m
     runs = compare(experiments=["baseline"], seeds=2, storage_root=str(storage))
 
     assert [r.seed for r in runs] == [0, 1]
-    seeds = [[a for a in cmd if a.startswith("run.seed=")] for cmd in fakes.commands]
-    assert seeds == [["run.seed=0"], ["run.seed=1"]]
-    names = [cmd[cmd.index("--run-name") + 1] for cmd in fakes.commands]
+    assert [job.overrides.get("run.seed") for job in fakes.jobs] == [0, 1]
+    names = [job.run_name for job in fakes.jobs]
     assert names[0].endswith("-s0") and names[1].endswith("-s1")
     assert runs[0].eval_results_path != runs[1].eval_results_path
     (row,) = comparison_rows(runs)

@@ -4,7 +4,6 @@ wmtp/verifiable`, wait for Completed; every process started here is stopped at t
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fixtures.data import shipped_storage
 from fixtures.models import tiny_model_dir
 
 from wmtp_core import paths
@@ -87,10 +87,7 @@ def server(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]]:
 
 
 def _storage(tmp_path: Path) -> Path:
-    storage = tmp_path / "storage"
-    for source in ("codecontests", "mbpp"):
-        shutil.copytree(paths.DATASETS_ROOT / source / "source", storage / "datasets" / source / "source")
-    return storage
+    return shipped_storage(tmp_path / "storage")
 
 
 def test_deploy_worker_and_run_verifiable_deployment(server) -> None:

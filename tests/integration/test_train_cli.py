@@ -72,7 +72,7 @@ def test_exported_model_loads(tmp_path: Path) -> None:
     cfg = train_config(tmp_path, "baseline", tiny_model_dir(tmp_path), data,
                        overrides=["train.max_steps=1", "logging.histogram_every=1000"])
     result = run_training(cfg, run_name="export")
-    assert TrainResult.from_json(result.result_path) == result
+    assert TrainResult.read(result.result_path) == result
     loaded = MetaLlamaMTPAdapter.from_pretrained(result.model_dir)
     assert loaded.metadata["kind"] == "trained" and loaded.metadata["extra"]["config_hash"] == result.config_hash
 

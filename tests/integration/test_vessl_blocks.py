@@ -131,8 +131,10 @@ EXPORT_CODE = (
     "sha = hashlib.sha256(b'weights').hexdigest()\n"
     "json.dump({'files': {'safetensors/model.safetensors': {'sha256': sha}}}, open(out + '/model/metadata.json', 'w'))\n"
     "open(out + '/big.bin', 'wb').write(b'x' * 1000)\n"
-    "json.dump({'output_dir': out, 'model_dir': out + '/model', 'weights_sha256': sha},"
-    " open(out + '/result.json', 'w'))\n"
+    "from wmtp_core.train.job import TrainResult\n"
+    "TrainResult(output_dir=out, checkpoint_dir=out + '/checkpoints', model_dir=out + '/model', value_head_path=None,"
+    " mlflow_run_id=None, final_metrics={}, weights_sha256=sha, config_hash='c' * 64, completed=True,"
+    " result_path=out + '/result.json', history_path=out + '/metrics.json').write()\n"
 )
 
 
@@ -160,10 +162,11 @@ def test_fetch_export_brings_back_checked_files_from_an_isolated_run(tmp_path: P
         with pytest.raises(SyncError, match="not on the volume: model/gone.bin"):
             block.fetch_export(source, tmp_path / "bad", expected_sha256={"model/gone.bin": sha})
 
-        fetched = fetch_run_outputs(block.fetch_export, res.export_url, res.result, "stage2", "j", tmp_path / "runs")
+        result = res.train_result()
+        fetched = fetch_run_outputs(block.fetch_export, res.export_url, result, "stage2", "j", tmp_path / "runs")
         assert fetched.model_dir == tmp_path / "runs/j/model" and (fetched.model_dir / "metadata.json").is_file()
         assert (tmp_path / "runs/j/big.bin").is_file() and fetched.checkpoint is None  # small records come too
-        wrong = {**res.result, "weights_sha256": "f" * 64}
+        wrong = result.model_copy(update={"weights_sha256": "f" * 64})
         with pytest.raises(OutputsNotFetched, match=rf"stage2: could not fetch the run's model model/ from "
                                                     rf"{source} to .*runs2/j: weights SHA256"):
             fetch_run_outputs(block.fetch_export, res.export_url, wrong, "stage2", "j", tmp_path / "runs2")

@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import json
 import shlex
-import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
 from deployments.blocks import VesslJob
+from tests.fixtures.data import shipped_storage
 from tests.fixtures.fake_vessl_server import FakeVesslServer, write_env_file
 from tests.fixtures.models import tiny_model_dir
 from tests.fixtures.orch import in_isolated_process, prefect_server, run_isolated, task_runs
 from wmtp_core import paths
+from wmtp_core.train.job import TrainJob
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TOKEN = "tok-flow-e2e-3b4a"
@@ -41,9 +42,7 @@ def test_verifiable_flow_hands_off_stages_and_evaluates_the_fetched_model(tmp_pa
 
     prefect_server()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    storage = tmp_path / "storage"
-    for source in ("codecontests", "mbpp"):
-        shutil.copytree(paths.DATASETS_ROOT / source / "source", storage / "datasets" / source / "source")
+    storage = shipped_storage(tmp_path / "storage")
     base = tiny_model_dir(tmp_path, tokenizer_model=paths.CODE_TOKENIZER, name="tiny-base")
     with FakeVesslServer(tmp_path / "fake", token=TOKEN, job_cwd=paths.REPO_ROOT, isolated_mounts=True) as server:
         VesslJob(env_file=str(write_env_file(tmp_path / ".env.vessl", server)), cluster="vessl-a100",
@@ -67,10 +66,13 @@ def test_verifiable_flow_hands_off_stages_and_evaluates_the_fetched_model(tmp_pa
     # Stage 2 imported Stage 1's export volume and resumed from the last Stage 1 checkpoint in it
     stage1_export = specs[0]["export"]["/mnt/export/"]
     assert specs[1]["import"] == {"/mnt/upstream/": stage1_export}
-    command = shlex.split(specs[1]["run"][0]["command"])
-    resume = Path(command[command.index("--resume") + 1])
+    jobs = []  # each run's command is `wmtp train --job <TrainJob JSON>`
+    for spec in specs:
+        command = shlex.split(spec["run"][0]["command"])
+        jobs.append(TrainJob.parse(command[command.index("--job") + 1]))
+    resume = Path(jobs[1].resume)
     assert resume.parts[:3] == ("/", "mnt", "upstream") and resume.name.startswith("stage1-step-")
-    assert "--resume" not in specs[0]["run"][0]["command"]
+    assert jobs[0].resume is None and jobs[0].stages == ["stage1"]
 
     # the trained model was fetched into this flow's storage and evaluated there; the run's own paths are gone
     model = summary.model_dir

@@ -46,22 +46,23 @@ def test_mtp_matmul_count_charges_each_head_and_the_output_once_per_head():
     assert counts["total"] == sum(p.numel() for p in model.parameters())
 
 
-def test_without_cuda_it_prints_a_skip_record(monkeypatch, capsys):
+def test_without_cuda_it_fails_clearly(monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert bench.main([]) == 0
+    assert bench.main([]) == 2
     record = json.loads(capsys.readouterr().out)
-    assert record["status"] == "skipped" and "CUDA is not available" in record["reason"]
+    assert record["status"] == "unavailable" and "CUDA is not available" in record["reason"]
 
 
 def test_tiny_cpu_run_reports_both_loss_impls_side_by_side():
-    result = bench.run(bench.parse_args([*TINY, "--device", "cpu", "--precision", "fp32", "--peak-tflops", "2"]))
-    assert result["status"] == "ok" and set(result["cases"]) == {"sequential", "naive"}
-    seq, naive = result["cases"]["sequential"], result["cases"]["naive"]
+    argv = [*TINY, "--device", "cpu", "--precision", "fp32", "--peak-tflops", "2", "--finetunes", "full"]
+    result = bench.run(bench.parse_args(argv))
+    assert result["status"] == "ok" and set(result["cases"]) == {"full/sequential", "full/naive"}
+    seq, naive = result["cases"]["full/sequential"], result["cases"]["full/naive"]
     assert seq["last_loss"] == pytest.approx(naive["last_loss"], rel=1e-5)  # same model, data and loss value
     assert math.isfinite(seq["tokens_per_s"]) and seq["tokens_per_s"] > 0
     expected_mfu = 6 * seq["params_total"] * seq["tokens_per_s"] / 2e12
     assert seq["mfu"] == pytest.approx(expected_mfu)
-    assert result["ratios"]["tokens_per_s_sequential_over_naive"] == pytest.approx(
+    assert result["ratios"]["full_tokens_per_s_sequential_over_naive"] == pytest.approx(
         seq["tokens_per_s"] / naive["tokens_per_s"])
 
 
@@ -72,11 +73,31 @@ def _bench_on_rank(argv: list[str]) -> dict:
 def test_two_rank_cpu_run_shards_the_model_and_counts_global_tokens():
     from fixtures.distributed import run_ranks
 
-    argv = [*TINY, "--device", "cpu", "--precision", "fp32", "--loss-impls", "sequential"]
+    argv = [*TINY, "--device", "cpu", "--precision", "fp32", "--loss-impls", "sequential", "--finetunes", "full"]
     one = _bench_on_rank(argv)
     two = run_ranks(_bench_on_rank, 2, argv)
     assert [r["world_size"] for r in two] == [2, 2] and one["world_size"] == 1
-    case = two[0]["cases"]["sequential"]
+    case = two[0]["cases"]["full/sequential"]
     assert case["tokens_per_s"] == pytest.approx(2 * case["tokens_per_s_per_gpu"])
-    assert case["params_total"] == one["cases"]["sequential"]["params_total"]
+    assert case["params_total"] == one["cases"]["full/sequential"]["params_total"]
     assert math.isfinite(case["last_loss"]) and case["mfu"] is None  # cpu: no peak FLOP/s unless given
+
+
+@pytest.mark.slow  # imports peft
+def test_tiny_cpu_run_compares_lora_with_full_and_the_plan():
+    from wmtp_core.plan.memory import PlanInputs, plan_memory
+
+    argv = [*TINY, "--device", "cpu", "--precision", "fp32", "--loss-impls", "sequential", "--lora-rank", "2"]
+    ns = bench.parse_args(argv)
+    result = bench.run(ns)
+    full, lora = result["cases"]["full/sequential"], result["cases"]["lora/sequential"]
+    args = bench.model_args(ns)
+    block_lora = 4 * 2 * (32 + 32) + 3 * 2 * (32 + args.ffn_hidden_dim)  # n_kv_heads 2: wk, wv are 32 -> 16
+    block_lora -= 2 * 2 * 16
+    assert lora["params_trainable"] == 3 * block_lora and full["params_trainable"] == full["params_total"]
+    expected = plan_memory(PlanInputs(args, batch=2, seq=12, chunk=1024, finetune="lora", lora_rank=2,
+                                      bf16=False)).peak
+    assert lora["predicted_peak_gib"] == pytest.approx(expected / 2**30)
+    assert lora["peak_memory_gib"] is None and lora["measured_over_predicted"] is None  # no CUDA peak on cpu
+    assert result["ratios"]["lora_over_full_tokens_per_s_sequential"] == pytest.approx(
+        lora["tokens_per_s"] / full["tokens_per_s"])

@@ -12,7 +12,7 @@ from wmtp_core.config import load_config
 from wmtp_core.io import sha256_file
 from wmtp_core.train.loop import LoopSettings, NonFiniteError, StageLoop, global_denominators, warmup_cosine
 from wmtp_core.train.sampler import ResumableSampler
-from wmtp_core.train.stages import Models, build_strategy, stage2_plan
+from wmtp_core.train.stages import Models, WeightedMTPStage, build_strategy
 from wmtp_core.train.state import list_checkpoints
 
 VOCAB, N_FUTURE = 61, 3
@@ -62,7 +62,7 @@ def _settings(tmp_path: Path, accum: int, every: int = 100) -> LoopSettings:
 def _loop(tmp_path: Path, batch_size: int, accum: int, impl: str = "naive", every: int = 100) -> StageLoop:
     cfg = _cfg(batch_size, accum, impl)
     models = Models(tiny_transformer(N_FUTURE, VOCAB, seed=0))
-    plan = stage2_plan(cfg, models, build_strategy(cfg, models), FakeSource(16, batch_size), total_steps=4)
+    plan = WeightedMTPStage(cfg, models, build_strategy(cfg, models), FakeSource(16, batch_size), total_steps=4)
     return StageLoop(plan, _settings(tmp_path, accum, every), cfg.optim, lambda m, s: None)
 
 

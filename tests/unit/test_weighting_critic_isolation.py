@@ -83,3 +83,34 @@ def test_critic_weights_are_fp32_under_bf16_autocast(normalize: str, mode: str) 
         v_bf16 = head.net(model.normed_trunk(trunk))
     v_fp32 = head.net(model.normed_trunk(trunk).float())
     assert (v_bf16.float() - v_fp32).abs().max().item() > 1e-4
+
+
+@pytest.mark.parametrize("freeze_trunk", [True, False])
+def test_stage1_value_loss_is_fp32_under_bf16_autocast(freeze_trunk: bool) -> None:
+    from types import SimpleNamespace
+
+    from wmtp_core.config import ResolvedConfig
+    from wmtp_core.train.stages import Models, ValueHeadStage
+    from wmtp_core.weighting.critic import critic_loss
+
+    cfg = ResolvedConfig(experiment="verifiable", stages=["stage1", "stage2"],
+                         stage1={"freeze_trunk": freeze_trunk})
+    batch = ragged_batch(4, 30, 2, seed=4)
+    model, head = tiny_transformer(n_future=2), _head(hidden=None, seed=2)
+    with torch.no_grad():
+        head.net[-1].weight.mul_(0.2)
+    plan = ValueHeadStage(cfg, Models(model, head), SimpleNamespace(sampler=None, next_batch=None), 1)
+    denoms = {"tokens": count_target_tokens(batch).float()}
+
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # the policy's trunk under autocast
+        trunk = model.trunk_forward(batch["input_ids"])
+    expected, _, _ = critic_loss(head, model.normed_trunk(trunk.float()).float(), batch["response_mask"],
+                                 batch["is_correct"], cfg.verifiable.critic, None, denoms["tokens"])  # fp32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        metrics = plan.micro_step(batch, denoms)
+    assert abs(float(metrics["loss"]) - expected.item()) <= 1e-6
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the check can fail: a bf16 critic is off by far more
+        bf16, _, _ = critic_loss(head, model.normed_trunk(trunk), batch["response_mask"], batch["is_correct"],
+                                 cfg.verifiable.critic, None, denoms["tokens"])
+    assert abs(bf16.item() - expected.item()) > 1e-5
+    assert any(p.grad is not None for p in model.parameters()) is not freeze_trunk

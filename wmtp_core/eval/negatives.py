@@ -4,7 +4,9 @@ For each reliable problem the reference's single-point mutants (`mutate.py`) are
 in turn; a mutant is kept when the checker says `failed` (it ran to completion and gave a wrong answer or
 failed an assert), not when it crashed or timed out, and not when it still passes (an equivalent mutant).
 Output: raw-schema rows with is_correct=false (the raw schema allows no extra field, so each row's mutation
-is recorded in a sidecar `<out>.mutations.jsonl`, one line per row, same order, with the row's line number).
+is recorded in a sidecar `<out>.mutations.jsonl`, one line per row, same order, with the row's line number and
+`first_diff_char`, the index of the first character where the mutant differs from the accepted solution; the
+critic report finds the divergent token by comparing token ids, so sidecars without the field work too).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wmtp_core.eval.checkers import check
+from wmtp_core.eval.critic_metrics import first_divergence
 from wmtp_core.eval.label import raw_label_row
 from wmtp_core.eval.mutate import Mutation, mutants
 from wmtp_core.eval.problems import Problem
@@ -72,7 +75,8 @@ def make_negatives(problems: list[Problem], out_path: Path, per_problem: int = 2
         for mutation, code, detail in kept:
             rows.append(raw_label_row(problem, code, passed=False))
             notes.append({"line": len(rows), "task_id": problem.task_id, "kind": mutation.kind,
-                          "mutation": mutation.describe(), "detail": detail[-300:]})
+                          "mutation": mutation.describe(), "detail": detail[-300:],
+                          "first_diff_char": first_divergence(problem.reference, code)})
             report.kinds[mutation.kind] += 1
     report.n_rows = len(rows)
     atomic_write_text(out_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

@@ -49,13 +49,16 @@ def set_limits(limits: dict[str, int]) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
-def _inside(path: object, workdir: str) -> bool:
+def _real(path: object) -> str | None:
+    """The resolved path, or None for an already-open descriptor."""
     if isinstance(path, int):
-        return True  # an already-open descriptor
-    if isinstance(path, bytes):
-        path = os.fsdecode(path)
-    real = os.path.realpath(str(path))
-    return real in (workdir, "/dev/null") or real.startswith(workdir + os.sep)
+        return None
+    return os.path.realpath(os.fsdecode(path) if isinstance(path, bytes) else str(path))
+
+
+def _inside(path: object, workdir: str) -> bool:
+    real = _real(path)
+    return real is None or real in (workdir, "/dev/null") or real.startswith(workdir + os.sep)
 
 
 def _is_write(mode: object, flags: object) -> bool:
@@ -64,13 +67,16 @@ def _is_write(mode: object, flags: object) -> bool:
     return isinstance(flags, int) and bool(flags & _WRITE_FLAGS)
 
 
-def _process_memory(path: object) -> bool:
-    if isinstance(path, bytes):
-        path = os.fsdecode(path)
-    if not isinstance(path, str):
-        return False
-    real = os.path.realpath(path)
-    return real.startswith("/proc/") and os.path.basename(real) in ("mem", "environ", "pagemap")
+def _check_open(path: object, mode: object, flags: object, workdir: str) -> None:
+    real = _real(path)
+    if real is None or real in (workdir, "/dev/null") or real.startswith(workdir + os.sep):
+        return
+    if real.startswith("/proc/") and os.path.basename(real) in ("mem", "environ", "pagemap"):
+        raise PermissionError(f"sandbox: process memory and environment are not readable: {path!r}")
+    if _is_write(mode, flags):
+        raise PermissionError(f"sandbox: write outside the work directory: {path!r}")
+    if mode is None and os.path.isdir(real):  # os.open of a directory: a dir_fd to write through
+        raise PermissionError(f"sandbox: directory descriptors outside the work directory: {path!r}")
 
 
 def make_hook(workdir: str, keeper: int):
@@ -80,13 +86,8 @@ def make_hook(workdir: str, keeper: int):
     def hook(event: str, args: tuple) -> None:
         if event == "sys._current_frames" and get_ident() != keeper:
             raise PermissionError("sandbox: sys._current_frames is disabled")
-        if event == "open" and _process_memory(args[0]):
-            raise PermissionError(f"sandbox: process memory and environment are not readable: {args[0]!r}")
-        if event == "open" and not _inside(args[0], workdir):
-            if _is_write(args[1], args[2]):
-                raise PermissionError(f"sandbox: write outside the work directory: {args[0]!r}")
-            if args[1] is None and os.path.isdir(args[0]):  # os.open of a directory: a dir_fd to write through
-                raise PermissionError(f"sandbox: directory descriptors outside the work directory: {args[0]!r}")
+        if event == "open":
+            _check_open(args[0], args[1], args[2], workdir)
         if event in _PATH_EVENTS and not all(_inside(args[i], workdir) for i in _PATH_EVENTS[event]):
             raise PermissionError(f"sandbox: {event} outside the work directory")
         if event == "socket.__new__" and args[1] != _AF_UNIX:
@@ -153,15 +154,17 @@ def _keeper(nonce_fd: int, marker_fd: int, locks: tuple, stack: tuple, main_iden
     close(nonce_fd)
     ready.release()
     start.acquire()
-    frame = current_frames().get(main_ident)
-    for code in stack:
-        if frame is None or frame.f_code is not code:
-            break
-        frame = frame.f_back
-    else:
-        if frame is None:
-            write(marker_fd, nonce)
-    done.release()
+    try:  # whatever happens (the program closed marker_fd), the main thread is released: no marker, a failure
+        frame = current_frames().get(main_ident)
+        for code in stack:
+            if frame is None or frame.f_code is not code:
+                break
+            frame = frame.f_back
+        else:
+            if frame is None:
+                write(marker_fd, nonce)
+    finally:
+        done.release()
 
 
 def _report(start, done) -> None:
@@ -201,8 +204,8 @@ def main() -> int:
     workdir, program, hooks, *numbers, nonce_fd, marker_fd, exits_ok = sys.argv[1:]
     cpu_s, memory_bytes, fsize_bytes, nproc = (int(n) for n in numbers)
     os.chdir(workdir)
+    keeper, (start, done) = start_keeper(int(nonce_fd), int(marker_fd))  # before RLIMIT_NPROC counts it
     set_limits({"cpu_s": cpu_s, "memory_bytes": memory_bytes, "fsize_bytes": fsize_bytes, "nproc": nproc})
-    keeper, (start, done) = start_keeper(int(nonce_fd), int(marker_fd))
     if hooks == "1":
         sys.addaudithook(make_hook(workdir, keeper))
     install_site_builtins()

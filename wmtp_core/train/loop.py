@@ -48,21 +48,35 @@ class Stateful(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-@dataclass
 class StagePlan:
-    """What one stage trains and how one micro-batch is processed; the loop does the rest."""
+    """What one stage trains and how one micro-batch is processed; the loop does the rest.
 
-    stage: str
-    total_steps: int
-    param_groups: list[tuple[list[nn.Parameter], float]]  # (trainable params, peak lr)
-    modules: dict[str, nn.Module]  # saved as <name>.safetensors in every checkpoint
-    sampler: ResumableSampler
-    next_batch: Callable[[], Batch]  # draws from `sampler`
-    count_fn: Callable[[Batch], dict[str, torch.Tensor]]  # local normaliser counts of a micro-batch (0-dim each)
-    micro_step: Callable[[Batch, dict[str, torch.Tensor]], Metrics]  # fwd+bwd with the global counts; "loss"
-    extra_state: dict[str, Stateful] = field(default_factory=dict)  # e.g. strategy EMA/normaliser state
-    after_update: Callable[[], None] | None = None  # right after optimizer.step (e.g. EMA anchor update)
-    on_step: Callable[[int], None] | None = None  # after each optimizer step (plots etc.)
+    A stage (wmtp_core/train/stages.py) names what it trains in its constructor and defines `counts(batch)` (the
+    local normaliser counts of a micro-batch, 0-dim each; the loop sums them over micro-batches and ranks) and
+    `micro_step(batch, denoms)` (forward + backward with those global counts; returns metrics with "loss")."""
+
+    def __init__(self, stage: str, total_steps: int, param_groups: list[tuple[list[nn.Parameter], float]],
+                 modules: dict[str, nn.Module], source: Any, extra_state: dict[str, Stateful] | None = None):
+        self.stage = stage
+        self.total_steps = total_steps
+        self.param_groups = param_groups  # (trainable params, peak lr)
+        self.modules = modules  # saved as <name>.safetensors in every checkpoint
+        self.source = source  # next_batch() draws from source.sampler
+        self.sampler: ResumableSampler = source.sampler
+        self.extra_state = extra_state or {}  # e.g. strategy EMA/normaliser state
+        self.on_step: Callable[[int], None] | None = None  # after each optimizer step (plots etc.)
+
+    def next_batch(self) -> Batch:
+        return self.source.next_batch()
+
+    def counts(self, batch: Batch) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def micro_step(self, batch: Batch, denoms: dict[str, torch.Tensor]) -> Metrics:
+        raise NotImplementedError
+
+    def after_update(self) -> None:
+        """Right after optimizer.step (e.g. an EMA anchor update); nothing by default."""
 
 
 @dataclass
@@ -256,7 +270,7 @@ class StageLoop:
         plan, s = self.plan, self.settings
         step = self.step + 1
         micro = [plan.next_batch() for _ in range(s.grad_accum)]
-        denoms = global_denominators([plan.count_fn(b) for b in micro])
+        denoms = global_denominators([plan.counts(b) for b in micro])
         self.optimizer.zero_grad(set_to_none=True)
         per_micro = []
         for batch in micro:
@@ -272,8 +286,7 @@ class StageLoop:
         metrics.update(grad_norm=grad_norm, lr=self.scheduler.get_last_lr()[0],
                        **{f"denom_{k}": float(v) for k, v in denoms.items()})
         self.optimizer.step()
-        if plan.after_update is not None:
-            plan.after_update()
+        plan.after_update()
         self.scheduler.step()
         self.step = step
         if plan.on_step is not None:

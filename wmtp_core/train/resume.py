@@ -41,9 +41,15 @@ def _excluded(key: str) -> bool:
     return any(key == k or key.startswith(f"{k}.") for k in EXCLUDED_KEYS)
 
 
-def training_config(cfg: ResolvedConfig) -> dict[str, Any]:
-    """The flattened training-relevant config (see module docstring), JSON-ready."""
-    return {k: v for k, v in sorted(flatten(config_dict(cfg)).items()) if not _excluded(k)}
+def training_config(cfg: ResolvedConfig, world_size: int = 1) -> dict[str, Any]:
+    """The flattened training-relevant config (see module docstring), JSON-ready.
+
+    `train.batch_size` is per rank; what a run's data order and update size follow is the global batch, so it is
+    recorded as `train.global_batch_size` (per-rank batch x ranks): a 2-rank checkpoint resumes in one process at
+    twice the per-rank batch (DCP checkpoints load at any world size), and a changed global batch is refused."""
+    flat = {k: v for k, v in flatten(config_dict(cfg)).items() if not _excluded(k)}
+    flat["train.global_batch_size"] = flat.pop("train.batch_size") * world_size
+    return dict(sorted(flat.items()))
 
 
 def training_config_hash(training: dict[str, Any]) -> str:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from wmtp_core.train.allocator import set_mmap_threshold
 from wmtp_core.train.data import BatchSource, check_prompt_budget, load_rows, steps_for
 from wmtp_core.train.device import autocast_dtype, seed_everything, select_device
 from wmtp_core.train.errors import RunSetupError
+from wmtp_core.train.job import RESULT_FILE, TrainResult
 from wmtp_core.train.lock import RunLock
 from wmtp_core.train.loop import LoopSettings, StageLoop, StageOutcome, StagePlan
 from wmtp_core.train.report import probe, write_reports
@@ -33,11 +32,11 @@ from wmtp_core.train.resume import (
 from wmtp_core.train.sampler import ResumableSampler
 from wmtp_core.train.stages import (
     Models,
+    ValueHeadStage,
+    WeightedMTPStage,
     WeightProfile,
     build_strategy,
     stage1_mean_value,
-    stage1_plan,
-    stage2_plan,
 )
 from wmtp_core.train.state import (
     Checkpoint,
@@ -50,37 +49,9 @@ from wmtp_core.weighting.position import profile_means, profile_metrics, profile
 
 __all__ = ["RunSetupError", "TrainResult", "Trainer", "run_training"]
 
-RESULT_FILE = "result.json"
-
-
-@dataclass
-class TrainResult:
-    output_dir: Path
-    checkpoint_dir: Path
-    model_dir: Path | None  # exported model (from_pretrained-loadable); None when the run stopped early
-    value_head_path: Path | None
-    mlflow_run_id: str | None
-    final_metrics: dict[str, float]
-    weights_sha256: str | None  # SHA256 of the exported weights (metadata.json of model_dir)
-    config_hash: str
-    completed: bool
-    result_path: Path
-    history_path: Path
-    value_head_sha256: str | None = None  # SHA256 of value_head_path (a fetch from a remote run checks it)
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_json(cls, path: Path) -> TrainResult:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        for key in ("output_dir", "checkpoint_dir", "model_dir", "value_head_path", "result_path", "history_path"):
-            data[key] = Path(data[key]) if data[key] is not None else None
-        return cls(**data)
-
-
 def load_models(cfg: ResolvedConfig, device: torch.device) -> tuple[Models, Any]:
     from wmtp_core.model.adapter import MetaLlamaMTPAdapter
+    from wmtp_core.model.finetune import apply_finetune
     from wmtp_core.model.value_head import ValueHead
 
     spec = EXPERIMENTS[cfg.experiment]
@@ -88,6 +59,7 @@ def load_models(cfg: ResolvedConfig, device: torch.device) -> tuple[Models, Any]
     if spec.needs_reference and not (ref_dir / "metadata.json").is_file():
         raise RunSetupError(spec.missing_reference(ref_dir, cfg.model.use_micro_model))
     adapter = MetaLlamaMTPAdapter.from_pretrained(cfg.model_dir, device=device)
+    apply_finetune(adapter.model, cfg.model)  # LoRA: peft adapters injected in place (base frozen)
     adapter.model.checkpoint_trunk = cfg.model.activation_checkpointing
     adapter.model.train()
     models = Models(adapter.model)
@@ -131,17 +103,20 @@ class Trainer:
             raise
 
     def _setup(self, cfg: ResolvedConfig, resume: str | None, stop_at: str | None, allow_config_change: bool) -> None:
-        self.training = training_config(cfg)
+        self.training = training_config(cfg, wd.detect_env().world_size)
         self.start, _ = resolve_resume(resume, self.ckpt_dir, list(cfg.stages), self.training, allow_config_change)
         self.stop_at = _parse_stop(stop_at)
         seed_everything(cfg.run.seed)
         self.env, self.device = wd.init_distributed(select_device(cfg.run.device))  # torchrun: join the group
+        if cfg.model.cpu_offload:  # FSDP2's CPU offload needs a process group, even of one
+            wd.init_local_group(self.device)
         self.amp = autocast_dtype(self.device, cfg.run.precision)
         if self.device.type == "cpu" and cfg.train.cpu_mmap_threshold_mb is not None:
             set_mmap_threshold(cfg.train.cpu_mmap_threshold_mb)
         self.models, self.adapter = load_models(cfg, self.device)
         check_prompt_budget(cfg, self.adapter.tokenizer)  # a too-small data.max_len fails here, not mid-run
-        wd.shard_model(self.models.policy, self.device, mixed_precision=self.amp == torch.bfloat16)  # FSDP2
+        wd.shard_model(self.models.policy, self.device, mixed_precision=self.amp == torch.bfloat16,  # FSDP2
+                       cpu_offload=cfg.model.cpu_offload)
         self.logger: MultiLogger = make_logger(cfg, self.name) if wd.is_main() else MultiLogger([])
         self.history: dict[str, list[dict[str, float]]] = {}
         self.last: dict[str, Checkpoint] = {}
@@ -192,11 +167,11 @@ class Trainer:
                           self.env.world_size)
         wd.reshard(self.models.policy)  # the optimizer must get the sharded parameters (see wd.reshard)
         if stage == "stage1":
-            plan = stage1_plan(cfg, self.models, source, total)
+            plan = ValueHeadStage(cfg, self.models, source, total)
         else:
             self.strategy = build_strategy(cfg, self.models, self.stage1_mean())
             self.profile = WeightProfile()
-            plan = stage2_plan(cfg, self.models, self.strategy, source, total, self.profile)
+            plan = WeightedMTPStage(cfg, self.models, self.strategy, source, total, self.profile)
         plan.on_step = lambda step: self.maybe_report(stage, step, source)
         return plan
 
@@ -222,7 +197,22 @@ class Trainer:
         self.history[stage] = result.history
         if result.last_checkpoint is not None:
             self.last[stage] = result.last_checkpoint
+        if stage == "stage1" and result.completed:
+            self.critic_report()
         return result
+
+    def critic_report(self) -> None:
+        """End of Stage 1: critic report on held-out rows -> reports/critic_report.json and stage1/critic_report/*."""
+        from wmtp_core.eval.critic_report import report_metrics, stage1_critic_report, write_critic_report
+
+        report = stage1_critic_report(self.cfg, self.models.policy, self.models.value_head, self.adapter.tokenizer,
+                                      self.stage1_mean())  # every rank: the model may be sharded
+        if report is None or not wd.is_main():
+            return
+        path = write_critic_report(report, self.out)
+        step = len(self.history.get("stage1", []))
+        self.logger.log_metrics({f"stage1/{k}": v for k, v in report_metrics(report).items()}, step)
+        self.logger.log_artifact(path, "reports")
 
     def recall_finished(self, stage: str) -> None:
         """History and last checkpoint of a stage completed by an earlier invocation (when still on disk)."""
@@ -279,7 +269,14 @@ class Trainer:
 
     def export(self) -> tuple[Path, Path | None, str]:
         dtype = getattr(torch, self.cfg.model.export_dtype)
-        if wd.is_sharded(self.models.policy):  # gather the full weights onto rank 0; the others write nothing
+        if self.cfg.model.finetune == "lora":  # export base + scaled B @ A in the Meta layout (no adapters)
+            from wmtp_core.model.finetune import merged_model
+
+            state = wd.gather_full_state_dict(self.models.policy)
+            if state is None:
+                return None, None, None
+            self.adapter.model = merged_model(state, self.adapter.args, self.cfg.model.lora)
+        elif wd.is_sharded(self.models.policy):  # gather the full weights onto rank 0; the others write nothing
             plain = wd.unsharded_copy(self.models.policy, lambda: Transformer(self.adapter.args))
             if plain is None:
                 return None, None, None
@@ -298,8 +295,10 @@ class Trainer:
             if completed:
                 self.report("final", self.source(self.cfg.stages[-1]))
                 self.export()
-            return TrainResult(self.out, self.ckpt_dir, None, None, None, final, None, self.chash, completed,
-                               self.out / RESULT_FILE, self.out / "metrics.json")
+            return TrainResult(output_dir=self.out, checkpoint_dir=self.ckpt_dir, model_dir=None, value_head_path=None,
+                               mlflow_run_id=None, final_metrics=final, weights_sha256=None, config_hash=self.chash,
+                               completed=completed, result_path=self.out / RESULT_FILE,
+                               history_path=self.out / "metrics.json")
         history_path = Path(atomic_write_json(self.out / "metrics.json", self.history))
         refs = {stage: checkpoint_reference(ckpt) for stage, ckpt in self.last.items()}
         refs_path = Path(atomic_write_json(self.out / "checkpoints.json", refs))
@@ -308,10 +307,11 @@ class Trainer:
             last_stage = self.cfg.stages[-1]
             self.report("final", self.source(last_stage))
             model_dir, head, sha = self.export()
-        result = TrainResult(self.out, self.ckpt_dir, model_dir, head, self.logger.run_id, final, sha, self.chash,
-                             completed, self.out / RESULT_FILE, history_path,
-                             sha256_file(head) if head is not None else None)
-        atomic_write_json(result.result_path, result.to_json())
+        result = TrainResult(output_dir=self.out, checkpoint_dir=self.ckpt_dir, model_dir=model_dir, value_head_path=head,
+                             mlflow_run_id=self.logger.run_id, final_metrics=final, weights_sha256=sha,
+                             config_hash=self.chash, completed=completed, result_path=self.out / RESULT_FILE,
+                             history_path=history_path, value_head_sha256=sha256_file(head) if head is not None else None)
+        result.write()
         metrics_path = Path(atomic_write_json(self.reports_dir / "final_metrics.json", final))
         for path, where in ((metrics_path, "metrics"), (refs_path, "checkpoints"), (history_path, "metrics"),
                             (result.result_path, None)):
@@ -340,7 +340,7 @@ class Trainer:
         self.release()
         if wd.is_main():
             print(f"  result: {result.result_path}", file=sys.stderr)
-        if self.env.launched:
+        if self.env.launched or self.cfg.model.cpu_offload:
             wd.destroy_distributed()
         return result
 

@@ -1,4 +1,6 @@
-"""Stage plans: Stage 1 (value-head pretraining, verifiable only) and Stage 2 (weighted MTP training).
+"""The stages as objects: ValueHeadStage (Stage 1, value-head pretraining, verifiable only) and WeightedMTPStage
+(Stage 2, weighted MTP training). Each reads top-down: the constructor names what is trained, `counts(batch)` the
+normalisers, `micro_step(batch, denoms)` weighting -> loss -> backward (the loop in loop.py does the rest).
 
 Stage 2 is the same code for every experiment; only the WeightingStrategy differs (baseline: ones,
 verifiable: critic GAE weights, rho1: excess-loss weights) — see wmtp_core/weighting/strategies.py.
@@ -16,12 +18,19 @@ from torch import nn
 from vendor.meta_llama.model import Transformer
 from wmtp_core.config import ResolvedConfig
 from wmtp_core.losses import count_valid_labels, weighted_mtp_loss
+from wmtp_core.model.finetune import set_trainable
 from wmtp_core.model.value_head import ValueHead
 from wmtp_core.train.data import BatchSource
 from wmtp_core.train.loop import Metrics, StagePlan
 from wmtp_core.weighting.critic import critic_loss
 from wmtp_core.weighting.position import PROFILE_CAP, profile_sums, weight_summary
-from wmtp_core.weighting.strategies import WeightingStrategy, count_target_tokens, make_strategy, target_mask
+from wmtp_core.weighting.strategies import (
+    WeightingStrategy,
+    count_target_tokens,
+    fp32,
+    make_strategy,
+    target_mask,
+)
 
 
 @dataclass
@@ -73,71 +82,81 @@ class WeightProfile:
         self.sums, self.counts = state["sums"].double().clone(), state["counts"].double().clone()
 
 
-def stage1_plan(cfg: ResolvedConfig, models: Models, source: BatchSource, total_steps: int) -> StagePlan:
-    """Value head on the final-normed trunk, terminal reward from is_correct (correct AND incorrect rows)."""
-    model, head = models.policy, models.value_head
-    if head is None:
-        raise ValueError("stage1 needs a value head")
-    frozen = cfg.stage1.freeze_trunk
-    model.requires_grad_(False)
-    groups: list[tuple[list[nn.Parameter], float]] = [(list(head.parameters()), cfg.stage1.lr)]
-    modules: dict[str, nn.Module] = {"value_head": head}
-    if not frozen:
-        trunk = trunk_parameters(model)
-        for p in trunk:
-            p.requires_grad_(True)
-        groups.append((trunk, cfg.optim.lr))
-        modules["model"] = model
+class ValueHeadStage(StagePlan):
+    """Stage 1: the value head on the final-normed trunk, terminal reward from is_correct (correct AND incorrect
+    rows); the trunk co-trains unless stage1.freeze_trunk."""
 
-    def micro_step(batch: dict[str, Any], denoms: dict[str, torch.Tensor]) -> Metrics:
+    def __init__(self, cfg: ResolvedConfig, models: Models, source: BatchSource, total_steps: int):
+        model, head = models.policy, models.value_head
+        if head is None:
+            raise ValueError("stage1 needs a value head")
+        self.cfg, self.model, self.head, self.frozen = cfg, model, head, cfg.stage1.freeze_trunk
+        model.requires_grad_(False)
+        groups: list[tuple[list[nn.Parameter], float]] = [(list(head.parameters()), cfg.stage1.lr)]
+        modules: dict[str, nn.Module] = {"value_head": head}
+        if not self.frozen:
+            trunk = set_trainable(model, cfg.model, scope=trunk_parameters(model))  # what model.finetune trains
+            groups.append((trunk, cfg.optim.lr))
+            modules["model"] = model
+        super().__init__("stage1", total_steps, groups, modules, source)
+
+    def counts(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return {"tokens": count_target_tokens(batch)}
+
+    def micro_step(self, batch: dict[str, Any], denoms: dict[str, torch.Tensor]) -> Metrics:
+        model, frozen = self.model, self.frozen
         with torch.set_grad_enabled(not frozen):
-            normed = model.normed_trunk(model.trunk_forward(batch["input_ids"]))  # (B, S, D)
-        loss, metrics, _ = critic_loss(head, normed, batch["response_mask"], batch["is_correct"],
-                                       cfg.verifiable.critic, anchor=None, denom=denoms["tokens"])
+            trunk = model.trunk_forward(batch["input_ids"])  # (B, S, D), in the loop's autocast dtype
+        with fp32(trunk):  # the critic computes in fp32 (as in Stage 2)
+            with torch.set_grad_enabled(not frozen):
+                normed = model.normed_trunk(trunk.float()).float()
+            loss, metrics, _ = critic_loss(self.head, normed, batch["response_mask"], batch["is_correct"],
+                                           self.cfg.verifiable.critic, anchor=None, denom=denoms["tokens"])
         loss.backward()
         return {**metrics, "loss": loss.detach()}
 
-    return StagePlan(stage="stage1", total_steps=total_steps, param_groups=groups, modules=modules,
-                     sampler=source.sampler, next_batch=source.next_batch,
-                     count_fn=lambda b: {"tokens": count_target_tokens(b)}, micro_step=micro_step)
 
+class WeightedMTPStage(StagePlan):
+    """Stage 2: weighted MTP on every head with the global valid-label denominator; the strategy supplies the
+    weights (the same code for every experiment)."""
 
-def stage2_plan(cfg: ResolvedConfig, models: Models, strategy: WeightingStrategy, source: BatchSource,
-                total_steps: int, profile: WeightProfile | None = None) -> StagePlan:
-    """Weighted MTP on every head with the global valid-label denominator; the strategy supplies the weights."""
-    model = models.policy
-    model.requires_grad_(True)
-    groups: list[tuple[list[nn.Parameter], float]] = [(list(model.parameters()), cfg.optim.lr)]
-    critic_params = [p for m in strategy.trainable_modules() for p in m.parameters()]
-    if critic_params:
-        groups.append((critic_params, cfg.stage1.lr))
-    modules: dict[str, nn.Module] = {"model": model}
-    if models.value_head is not None:
-        modules["value_head"] = models.value_head
-    n_heads = model.n_future
+    def __init__(self, cfg: ResolvedConfig, models: Models, strategy: WeightingStrategy, source: BatchSource,
+                 total_steps: int, profile: WeightProfile | None = None):
+        model = models.policy
+        groups: list[tuple[list[nn.Parameter], float]] = [(set_trainable(model, cfg.model), cfg.optim.lr)]
+        critic_params = [p for m in strategy.trainable_modules() for p in m.parameters()]
+        if critic_params:
+            groups.append((critic_params, cfg.stage1.lr))
+        modules: dict[str, nn.Module] = {"model": model}
+        if models.value_head is not None:
+            modules["value_head"] = models.value_head
+        self.cfg, self.model, self.strategy, self.profile = cfg, model, strategy, profile
+        super().__init__("stage2", total_steps, groups, modules, source,
+                         extra_state={"strategy": strategy, **({"weight_profile": profile} if profile else {})})
 
-    def micro_step(batch: dict[str, Any], denoms: dict[str, torch.Tensor]) -> Metrics:
+    def counts(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return {"labels": count_valid_labels(batch["labels"][..., 0]),  # positions
+                "tokens": count_target_tokens(batch)}
+
+    def micro_step(self, batch: dict[str, Any], denoms: dict[str, torch.Tensor]) -> Metrics:
+        model, train = self.model, self.cfg.train
         trunk = model.trunk_forward(batch["input_ids"])  # (B, S, D), once
-        prep = strategy.prepare(batch, model, trunk, denoms["tokens"])
-        out = weighted_mtp_loss(model, trunk, batch["labels"][..., :n_heads], prep.weights, denoms["labels"],
-                                cfg.train.head_coefs, impl=cfg.train.loss_impl, chunk_size=cfg.train.chunk_size,
-                                logits_hook=prep.logits_hook, head_reduction=cfg.train.head_reduction)
+        prep = self.strategy.prepare(batch, model, trunk, denoms["tokens"])  # weighting: the strategy's weights
+        out = weighted_mtp_loss(model, trunk, batch["labels"][..., :model.n_future], prep.weights,
+                                denoms["labels"], train.head_coefs, impl=train.loss_impl,
+                                chunk_size=train.chunk_size, logits_hook=prep.logits_hook,
+                                head_reduction=train.head_reduction)  # -> loss
         out.backward()
         total = out.loss.detach()
         if prep.aux_loss is not None:
             prep.aux_loss.backward()
             total = total + prep.aux_loss.detach()
         mask = target_mask(batch)
-        if profile is not None:
-            profile.add(out.weights, mask)
+        if self.profile is not None:
+            self.profile.add(out.weights, mask)
         # weight_entropy/ess/last10_share over this micro-batch's target tokens, the same for every experiment
         return {**prep.collect_metrics(), **out.metrics, **weight_summary(out.weights, mask),
                 "mtp_loss": out.loss.detach(), "loss": total}
 
-    return StagePlan(stage="stage2", total_steps=total_steps, param_groups=groups, modules=modules,
-                     sampler=source.sampler, next_batch=source.next_batch,
-                     count_fn=lambda b: {"labels": count_valid_labels(b["labels"][..., 0]),  # positions
-                                         "tokens": count_target_tokens(b)},
-                     micro_step=micro_step,
-                     extra_state={"strategy": strategy, **({"weight_profile": profile} if profile else {})},
-                     after_update=strategy.after_optimizer_step)
+    def after_update(self) -> None:
+        self.strategy.after_optimizer_step()

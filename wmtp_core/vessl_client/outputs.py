@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 from wmtp_core.io import read_json
 from wmtp_core.tracking.provenance import model_weights_sha256
+from wmtp_core.train.job import TrainResult
 
 # fetch(source_url, dest_dir, *, include=rel -> bool, expected_sha256={rel: sha})
 Fetch = Callable[..., Any]
@@ -32,40 +33,40 @@ class FetchedRun(NamedTuple):
     checkpoint: str | None  # the stage's last checkpoint, relative to the export mount
 
 
-def fetch_run_outputs(fetch: Fetch, export_url: str, r: dict, stage: str, job_name: str,
+def fetch_run_outputs(fetch: Fetch, export_url: str, r: TrainResult, stage: str, job_name: str,
                       runs_dir: Path) -> FetchedRun:
     """Download a remote stage's records (and after Stage 2 its model + value head, SHA256-checked) from
     `<export_url>/<job_name>` to `<runs_dir>/<job_name>`; raise OutputsNotFetched naming the volume path."""
     source, local = f"{export_url.rstrip('/')}/{job_name}", runs_dir / job_name
     what = "records"
     try:
-        remote_out = PurePosixPath(r["output_dir"])  # the path the job saw: <export mount>/<job_name>
+        remote_out = PurePosixPath(r.output_dir)  # the path the job saw: <export mount>/<job_name>
         if remote_out.name != job_name:
             raise ValueError(f"result.json output_dir {remote_out} is not <export mount>/{job_name}")
 
-        def rel(path: str) -> str:
+        def rel(path: str | Path) -> str:
             return PurePosixPath(path).relative_to(remote_out).as_posix()
 
-        head_rel = rel(r["value_head_path"]) if r.get("value_head_path") else None
+        head_rel = rel(r.value_head_path) if r.value_head_path else None
         fetch(source, local, include=lambda f: "/" not in f and f != head_rel)
         refs = read_json(local / "checkpoints.json", expect=dict) if (local / "checkpoints.json").is_file() else {}
         last = (refs.get(stage) or {}).get("path")
         checkpoint = f"{job_name}/{rel(last)}" if last else None
-        if stage != "stage2" or not r.get("model_dir"):  # only the final stage's model is evaluated / uploaded
+        if stage != "stage2" or not r.model_dir:  # only the final stage's model is evaluated / uploaded
             return FetchedRun(local, None, None, checkpoint)
-        model_rel = rel(r["model_dir"])
+        model_rel = rel(r.model_dir)
         what = f"model {model_rel}/"
         fetch(source, local, include=lambda f: f == f"{model_rel}/metadata.json")
         meta = read_json(local / model_rel / "metadata.json", expect=dict)
         expected = {f"{model_rel}/{name}": entry["sha256"] for name, entry in meta["files"].items()}
         if head_rel is not None:
-            if not r.get("value_head_sha256"):
+            if not r.value_head_sha256:
                 raise ValueError("result.json has a value head but no value_head_sha256 to check it against")
-            expected[head_rel] = r["value_head_sha256"]
+            expected[head_rel] = r.value_head_sha256
         fetch(source, local, include=lambda f: f in expected, expected_sha256=expected)
-        if model_weights_sha256(local / model_rel) != r.get("weights_sha256"):
+        if model_weights_sha256(local / model_rel) != r.weights_sha256:
             raise ValueError(f"weights SHA256 in {model_rel}/metadata.json differs from result.json's "
-                             f"{r.get('weights_sha256')}")
+                             f"{r.weights_sha256}")
     except Exception as exc:  # noqa: BLE001 - re-raised with the volume path and the reason
         raise OutputsNotFetched(f"{stage}: could not fetch the run's {what} from {source} to {local}: {exc}") from exc
     return FetchedRun(local, local / model_rel, local / head_rel if head_rel else None, checkpoint)

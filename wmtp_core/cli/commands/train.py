@@ -11,7 +11,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train one experiment (baseline | verifiable | rho1)",
                               description="Train an experiment; writes <output_dir>/result.json at the end.")
     p.add_argument("--config", type=Path, default=Path("configs/defaults.yaml"), help="defaults YAML")
-    p.add_argument("--recipe", type=Path, required=True, help="experiment recipe YAML")
+    p.add_argument("--job", default=None, metavar="JSON|PATH",
+                   help="the whole job as TrainJob JSON (inline or a file); what the flow's blocks run")
+    p.add_argument("--recipe", type=Path, default=None, help="experiment recipe YAML (required without --job)")
     p.add_argument("--preset", default=None, help="preset name (configs/presets/<name>.yaml) or YAML path")
     p.add_argument("--stages", default=None, metavar="STAGE[,STAGE]",
                    help="train only these of the experiment's stages, e.g. stage1 (default: all of them)")
@@ -29,38 +31,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=main)
 
 
-def cli_overrides(args: argparse.Namespace) -> list[str]:
-    """Flag shortcuts as --set overrides (applied before the explicit --set ones)."""
-    out = []
-    if args.stages is not None:
-        out.append(f"stages=[{args.stages}]")
-    if args.use_micro_model:
-        out.append("model.use_micro_model=true")
-    if args.dataset_suffix is not None:
-        out.append(f"data.suffix={args.dataset_suffix}")
-    if args.device is not None:
-        out.append(f"run.device={args.device}")
-    if args.no_mlflow:
-        out.append("logging.mlflow=false")
-    return out + list(args.overrides)
+def job_for(args: argparse.Namespace):  # -> TrainJob (lazy import)
+    """`--job` as given, else the flags as a TrainJob (the same contract either way)."""
+    from wmtp_core.config import ConfigError
+    from wmtp_core.train.job import TrainJob, job_from_args
+
+    if args.job is not None:
+        given = [flag for flag, value in (("--recipe", args.recipe), ("--preset", args.preset),
+                                          ("--set", args.overrides), ("--run-name", args.run_name),
+                                          ("--resume", args.resume), ("--stages", args.stages),
+                                          ("--use-micro-model", args.use_micro_model),
+                                          ("--dataset-suffix", args.dataset_suffix), ("--device", args.device),
+                                          ("--no-mlflow", args.no_mlflow),
+                                          ("--allow-config-change", args.allow_config_change)) if value]
+        if given:
+            raise ConfigError(f"--job: give the whole job in it, not also {', '.join(given)}")
+        return TrainJob.parse(args.job)
+    if args.recipe is None:
+        raise ConfigError("one of --job or --recipe is required")
+    return job_from_args(args)
 
 
 def main(args: argparse.Namespace) -> int:
     from wmtp_core.artifacts.errors import ArtifactError
-    from wmtp_core.config import ConfigError, load_config
+    from wmtp_core.config import ConfigError
     from wmtp_core.data.errors import DatasetError
     from wmtp_core.train.loop import NonFiniteError
     from wmtp_core.train.run import RunSetupError, run_training
     from wmtp_core.train.state import CheckpointError, CheckpointWriteError
 
     try:
-        cfg = load_config(args.config, args.recipe, args.preset, cli_overrides(args))
+        job = job_for(args)
+        cfg = job.resolve()
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        result = run_training(cfg, run_name=args.run_name, resume=args.resume,
-                              allow_config_change=args.allow_config_change)
+        result = run_training(cfg, run_name=job.run_name, resume=job.resume,
+                              allow_config_change=job.allow_config_change)
     except (NonFiniteError, RunSetupError, FileNotFoundError, ArtifactError, DatasetError, CheckpointError,
             CheckpointWriteError) as exc:
         print(f"error: {exc}", file=sys.stderr)
