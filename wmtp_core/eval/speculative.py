@@ -33,6 +33,7 @@ models whose top logits are well separated.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -72,6 +73,8 @@ class SpeculativeStats:
     drafted: list[int] = field(default_factory=list)  # index j-1: drafts made by extra head j
     accepted: list[int] = field(default_factory=list)  # index j-1: of those, accepted
     uneven_steps: int = 0  # steps in which the unfinished rows of a batch accepted different numbers of drafts
+    step_seconds: dict[int, float] = field(default_factory=dict)  # running step time per draft length; seeds the
+    # adaptive choice of later calls that share these stats (the harness and benchmarks pass one per run)
 
     @property
     def acceptance_rate(self) -> float:
@@ -113,23 +116,40 @@ def draft_cost(model: Transformer) -> float:
 
 
 class DraftLength:
-    """Each step's draft length: fixed, or (adaptive) the longest prefix of heads whose estimated joint acceptance
-    exceeds the cost of a draft; probes with one draft after 1, 2, 4, .. PROBE_MAX_WAIT greedy steps."""
+    """Each step's draft length: fixed, or (adaptive) the one with the most expected tokens per second.
 
-    def __init__(self, k_max: int, adaptive: bool, cost: float) -> None:
+    Expected tokens of k drafts: 1 + the sum over j <= k of the joint acceptance of heads 1..j (running rates).
+    Seconds of a step with k drafts: measured (running mean of its drafting + verify + bookkeeping time), else
+    extrapolated from the nearest measured length with the weight cost per draft; before any step was measured, the
+    rule is the weight-cost one (draft while the joint acceptance exceeds `cost`). When 0 drafts is best, a
+    one-draft probe runs after 1, 2, 4 .. PROBE_MAX_WAIT greedy steps. Timing only chooses k: outputs never
+    depend on it."""
+
+    def __init__(self, k_max: int, adaptive: bool, cost: float, seconds: dict[int, float] | None = None) -> None:
         self.k_max, self.adaptive, self.cost = k_max, adaptive, cost
         self.rate = [PRIOR_RATE] * k_max  # running P(head j's draft accepted | drafts before it accepted)
+        self.seconds = {} if seconds is None else seconds  # running seconds of a step with k drafts (shared)
         self.idle, self.wait = 0, 1
+
+    def _seconds(self, k: int) -> float:
+        if k in self.seconds:
+            return self.seconds[k]
+        near = min((m for m in self.seconds if m <= self.k_max), key=lambda m: (abs(m - k), m))
+        return self.seconds[near] * (1 + k * self.cost) / (1 + near * self.cost)
+
+    def _best(self) -> int:
+        tokens, joint = [1.0], 1.0
+        for rate in self.rate:
+            joint *= rate
+            tokens.append(tokens[-1] + joint)
+        if not any(k <= self.k_max for k in self.seconds):
+            return sum(1 for t0, t1 in zip(tokens, tokens[1:]) if t1 - t0 > self.cost) if self.rate else 0
+        return max(range(self.k_max + 1), key=lambda k: tokens[k] / self._seconds(k))
 
     def next(self) -> int:
         if not self.adaptive:
             return self.k_max
-        k, joint = 0, 1.0
-        for rate in self.rate:
-            joint *= rate
-            if joint <= self.cost:
-                break
-            k += 1
+        k = self._best()
         if k:
             self.idle, self.wait = 0, 1
             return k
@@ -139,12 +159,17 @@ class DraftLength:
         self.idle, self.wait = 0, min(2 * self.wait, PROBE_MAX_WAIT)
         return 1
 
-    def update(self, k: int, accepted: list[int]) -> None:
+    def update(self, k: int, accepted: list[int], seconds: float | None = None) -> None:
+        """One step with k drafts: each unfinished row's accepted count, and the step's time (None: not typical,
+        e.g. extra heads catching up on a backlog)."""
         for j in range(k):
             seen = [m for m in accepted if m >= j]  # rows whose drafts before head j+1's were all accepted
             if seen:
                 hit = sum(m > j for m in seen) / len(seen)
                 self.rate[j] += RATE_STEP * (hit - self.rate[j])
+        if seconds is not None:
+            old = self.seconds.get(k, seconds)
+            self.seconds[k] = old + RATE_STEP * (seconds - old)
 
 
 def _argmax(model: Transformer, hidden: torch.Tensor) -> torch.Tensor:
@@ -175,6 +200,7 @@ class _Decoder:
         self.slot = 0  # next free slot
         self.head_done = [0] * model.n_future  # extra head j has keys/values for slots [0, head_done[j])
         self.last = torch.zeros(batch, dtype=torch.long, device=device)  # slot of each row's last fed token
+        self.backlog = 0  # most slots an extra head caught up on in the last draft() call
 
     def _mask(self, start: int, n: int) -> torch.Tensor | None:
         return padding_attn_mask(self.valid, start, n) if self.masked else None
@@ -225,6 +251,7 @@ class _Decoder:
     def draft(self, k: int) -> torch.Tensor:
         """Heads 1..k at each row's last accepted slot -> drafts (B, k); each head first catches up on the slots
         it skipped (one multi-position pass over the stored trunk outputs)."""
+        self.backlog = max((self.slot - self.head_done[j] for j in range(1, k + 1)), default=0)
         if k == 0:
             return self.last.new_zeros((self.last.shape[0], 0))
         hidden = []
@@ -257,15 +284,17 @@ def speculative_generate(model: Transformer, prompts: Sequence[Sequence[int]], e
     spec = spec or SpeculativeConfig()
     k_max = spec.resolve(model.n_future)
     stats = stats if stats is not None else SpeculativeStats()
-    control = DraftLength(k_max, spec.adaptive, draft_cost(model) if spec.draft_cost is None else spec.draft_cost)
+    control = DraftLength(k_max, spec.adaptive, draft_cost(model) if spec.draft_cost is None else spec.draft_cost,
+                          stats.step_seconds)
     run = _Decoder(model, prompts, pad_id, cfg.max_new_tokens, k_max)
     tracker = Tracker(len(prompts), eos_id, cfg, decode)
     current = run.prefill()
     for row, token in enumerate(current.tolist()):
         stats.emitted += _push(tracker, row, [token])
     stats.forwards, stats.row_forwards = stats.forwards + 1, stats.row_forwards + len(prompts)
-    k = control.next()
+    k, started = control.next(), time.perf_counter()
     drafts = run.draft(k)
+    typical = run.backlog <= k + 1  # no catch-up beyond one step's slots: its time says what k costs
     while not tracker.all_done():
         live = [row for row, done in enumerate(tracker.done) if not done]
         verified, accepted = run.verify(current, drafts, tracker.done)
@@ -275,9 +304,10 @@ def speculative_generate(model: Transformer, prompts: Sequence[Sequence[int]], e
             stats.emitted += _push(tracker, row, draft_ids[row][:m] + [ids[row][m]])
         stats.forwards, stats.row_forwards = stats.forwards + 1, stats.row_forwards + len(live)
         stats.record(k, [counts[row] for row in live])
-        control.update(k, [counts[row] for row in live])
+        control.update(k, [counts[row] for row in live], time.perf_counter() - started if typical else None)
         current = verified[run.rows, accepted]
         if not tracker.all_done():
-            k = control.next()
+            k, started = control.next(), time.perf_counter()
             drafts = run.draft(k)
+            typical = run.backlog <= k + 1
     return tracker.results()
