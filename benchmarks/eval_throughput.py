@@ -95,7 +95,7 @@ def decoding_ratio(n_prompts: int, max_new_tokens: int, rounds: int) -> dict:
 
     model, tokenizer, name = _micro_model()
     prompts = [tokenizer.encode(p.tests["prompt"], bos=True) for p in load_problems("humaneval", n_prompts)]
-    settings = argparse.Namespace(max_new_tokens=max_new_tokens, rounds=rounds, draft_len=None)
+    settings = argparse.Namespace(max_new_tokens=max_new_tokens, rounds=rounds, draft_len=None, sweep=False)
     return {"model": name, "dim": model.args.dim, "n_future": model.n_future, "prompts": len(prompts),
             "max_new_tokens": max_new_tokens, **compare(model, tokenizer, prompts, settings)}
 

@@ -7,8 +7,8 @@ Two models of the micro shape (dim 512, 4 attention heads, FFN 1024, 2 trunk blo
            under storage/runs/bench/ keyed by every setting and the corpus hash, and reused when present
   random   the same shape with random weights: no draft is accepted (the cost of speculation at zero acceptance)
 For each model the same prompts (the first `--prompt-tokens` tokens of solutions) are decoded greedily
-(`generate`) and speculatively (`speculative_generate`, adaptive draft length unless `--draft-len` fixes it),
-alternating within each of `--rounds` rounds (>= 5). Per model: acceptance per head, tokens per forward,
+(`generate`) and speculatively (`speculative_generate`, adaptive draft length unless `--draft-len` fixes it; `--sweep` adds every fixed draft
+length), alternating within each of `--rounds` rounds (>= 5). Per model: acceptance per head, tokens per forward,
 tokens/s of each (median and range over rounds), the per-round ratio (median and range), and whether every
 output was identical. The 1-minute load average before/after marks the run "loaded" (timings are then lower
 bounds on speed; the ratio is measured side by side either way).
@@ -58,6 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--draft-len", type=int, default=None, help="fixed draft length (default: adaptive)")
+    p.add_argument("--sweep", action="store_true", help="also time every fixed draft length in the same rounds")
     p.add_argument("--threads", type=int, default=1, help="torch threads while decoding")
     p.add_argument("--train-threads", type=int, default=2)
     p.add_argument("--cache-dir", type=Path, default=paths.RUNS_ROOT / "bench")
@@ -144,33 +145,52 @@ def trained_model(a: argparse.Namespace, tokenizer: Tokenizer, rows: list[list[i
     return model, info
 
 
+def _specs(a: argparse.Namespace, n_future: int) -> dict[str, SpeculativeConfig]:
+    """The speculative variants timed against greedy: the default (adaptive, or --draft-len fixed) and, with
+    --sweep, every fixed draft length."""
+    main = SpeculativeConfig() if a.draft_len is None else SpeculativeConfig(draft_len=a.draft_len, adaptive=False)
+    specs = {"speculative": main}
+    if getattr(a, "sweep", False):
+        specs |= {f"fixed_{k}": SpeculativeConfig(draft_len=k, adaptive=False) for k in range(1, n_future)}
+    return specs
+
+
 def compare(model: Transformer, tokenizer: Tokenizer, prompts: list[list[int]], a: argparse.Namespace) -> dict:
-    """Greedy and speculative, alternating per prompt within each round; rates and ratios per round."""
+    """Greedy and each speculative variant, alternating per prompt within each round; rates and ratios per round."""
     cfg = SamplingConfig(max_new_tokens=a.max_new_tokens)
-    spec = SpeculativeConfig() if a.draft_len is None else SpeculativeConfig(draft_len=a.draft_len, adaptive=False)
-    stats, identical = SpeculativeStats(), True
-    rates: dict[str, list[float]] = {"greedy": [], "speculative": []}
+    specs = _specs(a, model.n_future)
+    stats = {name: SpeculativeStats() for name in specs}
+    identical = True
+    rates: dict[str, list[float]] = {name: [] for name in ["greedy", *specs]}
     for _ in range(a.rounds):
-        seconds, tokens = {"greedy": 0.0, "speculative": 0.0}, {"greedy": 0, "speculative": 0}
+        seconds, tokens = dict.fromkeys(rates, 0.0), dict.fromkeys(rates, 0)
         for ids in prompts:
             start = time.perf_counter()
             plain = generate(model, [ids], tokenizer.eos_id, tokenizer.pad_id, cfg, tokenizer.decode)[0]
             seconds["greedy"] += time.perf_counter() - start
-            start = time.perf_counter()
-            fast = speculative_generate(model, [ids], tokenizer.eos_id, tokenizer.pad_id, cfg, tokenizer.decode,
-                                        stats, spec)[0]
-            seconds["speculative"] += time.perf_counter() - start
             tokens["greedy"] += len(plain.tokens)
-            tokens["speculative"] += len(fast.tokens)
-            identical &= plain.tokens == fast.tokens
+            for name, spec in specs.items():
+                start = time.perf_counter()
+                fast = speculative_generate(model, [ids], tokenizer.eos_id, tokenizer.pad_id, cfg, tokenizer.decode,
+                                            stats[name], spec)[0]
+                seconds[name] += time.perf_counter() - start
+                tokens[name] += len(fast.tokens)
+                identical &= plain.tokens == fast.tokens
         for side in rates:
             rates[side].append(tokens[side] / seconds[side])
-    ratios = [s / g for s, g in zip(rates["speculative"], rates["greedy"])]
-    return {"greedy_tokens_per_s": spread(rates["greedy"], 1), "speculative_tokens_per_s": spread(rates["speculative"], 1),
-            "ratio_speculative_over_greedy": spread(ratios), "outputs_identical": identical,
-            "draft_acceptance": round(stats.acceptance_rate, 3),
-            "head_acceptance": {k: round(v, 3) for k, v in stats.head_acceptance().items()},
-            "tokens_per_forward": round(stats.tokens_per_forward, 3)}
+    out = {"greedy_tokens_per_s": spread(rates["greedy"], 1), "outputs_identical": identical}
+    for name in specs:
+        ratios = [s / g for s, g in zip(rates[name], rates["greedy"])]
+        side = {"tokens_per_s": spread(rates[name], 1), "ratio_over_greedy": spread(ratios),
+                "draft_acceptance": round(stats[name].acceptance_rate, 3),
+                "head_acceptance": {k: round(v, 3) for k, v in stats[name].head_acceptance().items()},
+                "tokens_per_forward": round(stats[name].tokens_per_forward, 3)}
+        if name == "speculative":
+            out |= {"speculative_tokens_per_s": side.pop("tokens_per_s"),
+                    "ratio_speculative_over_greedy": side.pop("ratio_over_greedy"), **side}
+        else:
+            out[name] = side
+    return out
 
 
 def run(a: argparse.Namespace) -> dict:

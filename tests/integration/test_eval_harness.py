@@ -32,6 +32,7 @@ def test_evaluate_writes_samples_results_and_summary(tmp_path: Path) -> None:
     assert result.pass_at_k == mean_pass_at_k(pass_counts(results).values(), [1, 2])
     summary = json.loads(result.summary_path.read_text())
     assert summary["pass_at_k"] == result.pass_at_k and summary["sandbox_isolation"]
+    assert summary["sandbox_filesystem"] == "private-root"
     assert not summary["speculative"]  # sampling (temperature 0.8): plain decoding
     metrics = result.metrics()
     assert metrics["pass@1"] == result.pass_at_k["pass@1"] and metrics["generated_tokens"] > 0

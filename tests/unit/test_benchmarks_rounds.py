@@ -71,8 +71,9 @@ def test_step_time_json_shape_on_a_tiny_run(capsys) -> None:
 def test_speculative_benchmark_json_shape_on_a_tiny_run(tmp_path, capsys) -> None:
     speculative.main(["--dim", "32", "--ffn", "64", "--n-heads", "2", "--steps", "2", "--solutions", "4",
                       "--seq", "32", "--batch", "2", "--prompts", "1", "--prompt-tokens", "4", "--max-new-tokens", "6",
-                      "--rounds", "2", "--cache-dir", str(tmp_path), "--train-threads", "1"])
+                      "--rounds", "2", "--cache-dir", str(tmp_path), "--train-threads", "1", "--sweep"])
     out = json.loads(capsys.readouterr().out)
+    assert out["random"]["fixed_3"]["tokens_per_forward"] == 1.0 and "fixed_1" in out["trained"]
     for name in ("trained", "random"):
         side = out[name]
         assert side["outputs_identical"] is True and side["tokens_per_forward"] >= 1.0

@@ -147,9 +147,12 @@ def test_driving_the_boot_codes_own_report_fails() -> None:
 
 
 def test_legitimate_programs_pass() -> None:
-    """Code that uses what the keeper and the hooks touch (frames via namedtuple/enum/logging, threads, atexit)."""
+    """Code that uses what the keeper, the hooks and the jail touch (frames via namedtuple/enum/logging, threads,
+    atexit, a multiprocessing lock)."""
     source = textwrap.dedent("""
-        import atexit, collections, enum, logging, threading
+        import atexit, collections, enum, logging, multiprocessing, threading
+        with multiprocessing.Lock():  # needs the sandbox's private /dev/shm
+            pass
         Point = collections.namedtuple('Point', 'x y')
         Color = enum.Enum('Color', 'RED GREEN')
         logging.basicConfig(level=logging.INFO)
@@ -178,3 +181,9 @@ def test_stdio_judging_accepts_exit_after_the_answer() -> None:
         assert check(problem, f"print(int(input()) * 2)\n{tail}", FAST).status == "passed", tail
         assert check(problem, f"print(int(input()) * 3)\n{tail}", FAST).status == "failed", tail
     assert check(problem, "print(int(input()) * 2)\nraise SystemExit(3)\n", FAST).status == "error"
+
+
+def test_a_program_that_closes_every_descriptor_fails_fast() -> None:
+    source = "import os\nos.closerange(3, 1024)\nassert 1 == 1\n"
+    result = run_program(source, limits=FAST)
+    assert result.status == "failed" and not result.completed and not result.wall_timeout

@@ -31,7 +31,6 @@ from wmtp_core.weighting.position import position_matched
 
 SCHEMA = "wmtp.critic_report/v1"
 REPORT_NAME = "critic_report.json"
-CRITICS = ("critic", "constant_critic", "position_matched")
 PERMUTATIONS = 16  # position_matched scores are averaged over this many seeded permutations
 
 

@@ -168,6 +168,7 @@ def evaluate(model_dir: str | Path, dataset: str, n: int, ks: list[int], limit: 
     summary = result.to_dict() | {
         "model_dir": str(model_dir), "excluded_task_ids": excluded, "sampling": cfg.model_dump(),
         "speculative": speculative, "sandbox_isolation": detect_isolation().name,
+        "sandbox_filesystem": detect_isolation().filesystem,  # "host": an --allow-unisolated run
     }
     atomic_write_json(result.summary_path, summary)
     return result

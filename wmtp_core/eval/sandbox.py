@@ -130,9 +130,10 @@ def _command(isolation: Isolation, outer: Path, work: Path, limits: SandboxLimit
     numbers = (limits.cpu_s, limits.memory_mb << 20, limits.fsize_mb << 20, limits.nproc)
     boot_args = [str(work), PROGRAM_NAME, "1" if limits.audit_hooks else "0", *map(str, numbers), *map(str, fds),
                  "1" if exits_ok else "0"]
-    jail = jail_command(outer / "root", work, BOOT_SCRIPT) if isolation.filesystem == "private-root" else []
+    boot_script = outer / BOOT_SCRIPT.name
+    jail = jail_command(outer / "root", work, boot_script) if isolation.filesystem == "private-root" else []
     # -s -S: no user/site packages (stdlib only); -P: no script dir on sys.path; -B: no .pyc writes.
-    boot = [interpreter(), "-s", "-S", "-P", "-B", str(BOOT_SCRIPT), *boot_args]
+    boot = [interpreter(), "-s", "-S", "-P", "-B", str(boot_script), *boot_args]
     return [*isolation.namespaces, *jail, *isolation.drop, *boot]
 
 
@@ -143,6 +144,10 @@ def _prepare_dirs(source: str, stdin: str, isolation: Isolation) -> tuple[Path, 
     (outer / "root").mkdir()  # the jail's mount point for the private filesystem view
     (work / PROGRAM_NAME).write_text(source, encoding="utf-8")
     (outer / "stdin").write_text(stdin, encoding="utf-8")
+    # A 0644 copy of the boot script: the checkout may be private (a 0700 CI temp dir, umask 077) and the program's
+    # user must still read it; in the jail only this copy is mounted, not a path into the repository.
+    shutil.copyfile(BOOT_SCRIPT, outer / BOOT_SCRIPT.name)
+    (outer / BOOT_SCRIPT.name).chmod(0o644)
     if isolation.uid is not None:
         outer.chmod(0o711)  # the program may enter work/ but not list or touch its siblings
         for path in (work, work / PROGRAM_NAME):

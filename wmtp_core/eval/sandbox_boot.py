@@ -154,15 +154,17 @@ def _keeper(nonce_fd: int, marker_fd: int, locks: tuple, stack: tuple, main_iden
     close(nonce_fd)
     ready.release()
     start.acquire()
-    frame = current_frames().get(main_ident)
-    for code in stack:
-        if frame is None or frame.f_code is not code:
-            break
-        frame = frame.f_back
-    else:
-        if frame is None:
-            write(marker_fd, nonce)
-    done.release()
+    try:  # whatever happens (the program closed marker_fd), the main thread is released: no marker, a failure
+        frame = current_frames().get(main_ident)
+        for code in stack:
+            if frame is None or frame.f_code is not code:
+                break
+            frame = frame.f_back
+        else:
+            if frame is None:
+                write(marker_fd, nonce)
+    finally:
+        done.release()
 
 
 def _report(start, done) -> None:

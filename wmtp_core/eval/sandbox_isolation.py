@@ -109,4 +109,4 @@ def jail_command(newroot: Path, work: Path, boot_script: Path) -> list[str]:
         args += ["--ro", path]
     for device in DEVICES:
         args += ["--dev", device]
-    return [*args, "--rw", str(work), "--"]
+    return [*args, "--rw", str(work), "--tmpfs", "/dev/shm", "--"]

@@ -1,10 +1,11 @@
 """Runs INSIDE fresh mount/net/pid namespaces, still privileged there, before the program: stdlib only.
 
-`python -s -S -P -B sandbox_jail.py NEWROOT [--ro PATH]... [--dev PATH]... [--rw PATH]... -- COMMAND...`
+`python -s -S -P -B sandbox_jail.py NEWROOT [--ro PATH]... [--dev PATH]... [--rw PATH]... [--tmpfs PATH]... -- CMD...`
 
 Builds a filesystem view with nothing of the user's on an empty tmpfs at NEWROOT: each `--ro` path (system
 directories, the Python installation, the boot script) is bind-mounted read-only at the same path, each `--dev`
-node (/dev/null, ...) writable but nosuid/noexec, each `--rw` path (the program's work directory) writable;
+node (/dev/null, ...) writable but nosuid/noexec, each `--rw` path (the program's work directory) writable, each
+`--tmpfs` path (/dev/shm, for multiprocessing's semaphores) a fresh private 16 MiB tmpfs;
 symlinks (merged-/usr `/bin`, `/lib64`) are recreated as symlinks. The tmpfs is then made read-only and the
 process chroots into it and execs COMMAND (which drops the privileges: `setpriv`). Home directories, the
 repository, /tmp, /proc, /etc and every other path simply do not exist in that view.
@@ -21,6 +22,7 @@ import sys
 EXIT_JAIL = 125
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
+_TMPFS = -1  # marks a `--tmpfs` entry among the bind flags
 _LIBC = ctypes.CDLL(None, use_errno=True)
 
 
@@ -50,7 +52,8 @@ def parse(argv: list[str]) -> tuple[str, list[tuple[str, int]], list[str]]:
     newroot, rest = argv[0], argv[1:]
     split = rest.index("--")
     options, command = rest[:split], rest[split + 1:]
-    flags = {"--ro": MS_RDONLY | MS_NOSUID | MS_NODEV, "--dev": MS_NOSUID | MS_NOEXEC, "--rw": MS_NOSUID | MS_NODEV}
+    flags = {"--ro": MS_RDONLY | MS_NOSUID | MS_NODEV, "--dev": MS_NOSUID | MS_NOEXEC, "--rw": MS_NOSUID | MS_NODEV,
+             "--tmpfs": _TMPFS}
     binds = [(options[i + 1], flags[options[i]]) for i in range(0, len(options), 2)]
     return newroot, binds, command
 
@@ -59,7 +62,10 @@ def build(newroot: str, binds: list[tuple[str, int]]) -> None:
     _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing we mount propagates back to the host
     _mount("tmpfs", newroot, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=1m")
     for path, flags in binds:
-        if os.path.lexists(path):
+        if flags == _TMPFS:
+            os.makedirs(newroot + path, exist_ok=True)
+            _mount("tmpfs", newroot + path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=16m")
+        elif os.path.lexists(path):
             _bind(path, newroot, flags)
     _mount(None, newroot, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, "mode=755,size=1m")
     os.chroot(newroot)

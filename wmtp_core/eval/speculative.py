@@ -198,21 +198,26 @@ class _Decoder:
 
     def verify(self, current: torch.Tensor, drafts: torch.Tensor, done: list[bool]
                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Feed [current, drafts] (B, k+1); returns head 0's argmax there (B, k+1) and accepted drafts (B,)."""
+        """Feed [current, drafts] (B, k+1); returns head 0's argmax there (B, k+1) and accepted drafts (B,).
+
+        Only holes (rejected slots below the new cursor) are marked invalid; rejected slots at or past the cursor
+        are never attended (the next chunk overwrites them and attends to keys below its own end only)."""
         start, n = self.slot, drafts.shape[1] + 1
-        self.valid[:, start:start + n] = True
-        self.positions[:, start:start + n] = (self.positions[self.rows, self.last][:, None] + 1
-                                              + torch.arange(n, device=drafts.device))
+        if self.shifted:  # rows sit at their own positions; otherwise every position is its slot
+            self.positions[:, start:start + n] = (self.positions[self.rows, self.last][:, None] + 1
+                                                  + torch.arange(n, device=drafts.device))
         verified = _argmax(self.model, self._forward(torch.cat([current[:, None], drafts], dim=1)))
-        accepted = (drafts == verified[:, :-1]).long().cumprod(dim=1).sum(dim=1)  # (B,)
-        finished = torch.tensor(done, device=drafts.device)
-        advance = int(accepted.masked_fill(finished, -1).max()) + 1
-        accepted = accepted.clamp(max=advance - 1).masked_fill(finished, advance - 1)  # finished rows: no holes
+        accepted, advance = self.last.new_zeros(self.last.shape), 1
+        if n > 1:
+            accepted = (drafts == verified[:, :-1]).long().cumprod(dim=1).sum(dim=1)  # (B,)
+            finished = torch.tensor(done, device=drafts.device)
+            advance = int(accepted.masked_fill(finished, -1).max()) + 1
+            accepted = accepted.clamp(max=advance - 1).masked_fill(finished, advance - 1)  # finished: no holes
+            holes = torch.arange(advance, device=drafts.device)[None, :] > accepted[:, None]  # (B, advance)
+            if bool(holes.any()):
+                self.valid[:, start:start + advance] &= ~holes
+                self.masked = self.shifted = True
         self.trunk[:, start:start + advance] = self.trunk_chunk[:, :advance]
-        rejected = torch.arange(n, device=drafts.device)[None, :] > accepted[:, None]  # (B, n)
-        self.valid[:, start:start + n] &= ~rejected
-        if bool(rejected[:, :advance].any()):
-            self.masked = self.shifted = True
         self.last = start + accepted
         self.slot = start + advance
         return verified, accepted
