@@ -100,7 +100,8 @@ def test_deploy_worker_and_run_verifiable_deployment(server) -> None:
         assert name in out, out[-3000:]
     worker = _start([*PREFECT, "worker", "start", "--pool", "wmtp-process"], env, tmp_path / "worker.log")
     try:
-        params = {"storage_root": str(_storage(tmp_path)), "micro_plan": "tiny", "eval_limit": 1,
+        storage = _storage(tmp_path)
+        params = {"storage_root": str(storage), "micro_plan": "tiny", "eval_limit": 1,
                   "eval_max_new_tokens": 8,
                   "base_checkpoint": str(tiny_model_dir(tmp_path, tokenizer_model=paths.CODE_TOKENIZER))}
         out = _run([*PREFECT, "deployment", "run", "wmtp/verifiable", "--params", json.dumps(params), "--watch",
@@ -110,3 +111,6 @@ def test_deploy_worker_and_run_verifiable_deployment(server) -> None:
     finally:
         _stop(worker)
     assert worker.poll() is not None
+    # the deployment ran the whole DAG: its default upload target is the local volume stand-in under the storage
+    volume = storage / "runs" / "_volume"
+    assert (volume / ".wmtp-manifest.json").is_file() and (volume / "model" / "metadata.json").is_file()

@@ -66,7 +66,7 @@ def test_changed_config_refused_unless_allowed(tmp_path: Path, capsys: pytest.Ca
                            overrides=[*base, "optim.lr=0.001", "train.batch_size=3"])
     with pytest.raises(RunSetupError) as err:
         run_training(changed, run_name="c", resume="auto")
-    assert "optim.lr: 1e-05 -> 0.001" in str(err.value) and "train.batch_size: 2 -> 3" in str(err.value)
+    assert "optim.lr: 1e-05 -> 0.001" in str(err.value) and "train.global_batch_size: 2 -> 3" in str(err.value)
     assert "--allow-config-change" in str(err.value)
 
     # bookkeeping keys (where logs go, progress bar, checkpoint cadence) are not training-relevant
