@@ -16,12 +16,15 @@ masked out of attention from then on, and its RoPE positions continue from its o
 every row sees exactly its own accepted sequence at its own positions. At batch 1 there are never holes.
 
 Draft length: `draft_len` (1..n_future-1, default n_future-1) is the most drafts per step. With `adaptive` (the
-default) each step drafts only as many as pay for themselves: the product of the running acceptance rates of heads
-1..j must exceed `draft_cost`, the cost of one draft relative to a plain greedy step (default: one head block's
-parameters over those of trunk + head 0 + output, i.e. the weight bytes a memory-bound decode step reads). When no
-draft pays, steps are plain greedy steps (one token through trunk and head 0) and a single-draft probe runs after
-1, 2, 4 .. 32 steps, so the cost at zero acceptance approaches greedy's. Extra heads that skipped steps catch up
-from the stored trunk outputs in one multi-position pass the next time they draft.
+default) each step uses the length with the most expected tokens per second: expected tokens from running
+acceptance rates of heads 1..j (each conditional on the heads before it), seconds from the measured time of steps
+with that length (kept in `SpeculativeStats.step_seconds`, so calls sharing stats share them); a length not yet
+measured is extrapolated from the nearest measured one with `draft_cost`, the cost of one draft relative to a
+greedy step (default: one head block's parameters over those of trunk + head 0 + output, the weight bytes a
+memory-bound step reads), which alone decides until anything was measured. When no draft pays, steps are plain
+greedy steps (one token through trunk and head 0) and a single-draft probe runs after 1, 2, 4 .. 32 steps, so the
+cost at zero acceptance approaches greedy's. Extra heads that skipped steps catch up from the stored trunk outputs
+in one multi-position pass the next time they draft. Timing only chooses lengths; outputs never depend on it.
 
 Exactness: outputs equal plain greedy decoding when each argmax does not depend on the chunk width. In exact
 arithmetic it does not; in floating point a k+1-token forward may differ from a 1-token forward in the last bits
