@@ -310,6 +310,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.steps < 1:
         raise SystemExit("--steps must be >= 1")
     before = load_now()
+    baseline_alone = alone(a, argv)  # first: a child's ru_maxrss starts at the parent's RSS at fork time
     rows = _rows(a)
     summary = summarize(a, interleaved(a, a.cases.split(","), rows))
     report = {"shape": {"dim": a.dim, "n_heads": a.n_heads, "trunk_layers": a.trunk_layers, "n_future": a.n_future,
@@ -317,7 +318,7 @@ def main(argv: list[str] | None = None) -> None:
                         "threads": a.threads, "rounds": a.steps, "warmup": a.warmup, "rows": a.rows,
                         "n_rows": len(rows)},
               **summary, "baseline_over_ntp_flop_ratio_at_7b_1t_4": flop_ratio_at_7b_1t_4(),
-              "baseline_alone": alone(a, argv)}
+              "baseline_alone": baseline_alone}
     report["machine"] = load_report(before, load_now())
     print(json.dumps(report, indent=2))
 
