@@ -126,8 +126,8 @@ class DraftLength:
 
     Expected tokens of k drafts: 1 + the sum over j <= k of the joint acceptance of heads 1..j (running rates).
     Seconds of a step with k drafts: measured (running mean of its drafting + verify + bookkeeping time), else
-    extrapolated from the nearest measured length with the weight cost per draft; before any step was measured, the
-    rule is the weight-cost one (draft while the joint acceptance exceeds `cost`). When 0 drafts is best, a
+    extrapolated from the nearest measured length with the weight cost per draft; every length the weight-cost rule
+    (draft while the joint acceptance exceeds `cost`) says pays is tried, longest first, until it was timed. When 0 drafts is best, a
     one-draft probe runs after 1, 2, 4 .. PROBE_MAX_WAIT greedy steps. Timing only chooses k: outputs never
     depend on it."""
 
@@ -150,8 +150,10 @@ class DraftLength:
         for rate in self.rate[:self.k_max]:
             joint *= rate
             tokens.append(tokens[-1] + joint)
-        if not any(k <= self.k_max for k in self.seconds):
-            return sum(1 for t0, t1 in zip(tokens, tokens[1:]) if t1 - t0 > self.cost) if self.k_max else 0
+        paying = sum(1 for t0, t1 in zip(tokens, tokens[1:]) if t1 - t0 > self.cost) if self.k_max else 0
+        unmeasured = [k for k in range(1, paying + 1) if k not in self.seconds]
+        if unmeasured:  # a length the weight rule says pays but never timed: time it (each once per stats)
+            return unmeasured[-1]
         return max(range(self.k_max + 1), key=lambda k: tokens[k] / self._seconds(k))
 
     def next(self) -> int:
