@@ -229,13 +229,19 @@ class Transformer(nn.Module):
               ) -> tuple[torch.Tensor, torch.Tensor]:
         return rope_tables(self.args.head_dim, start_pos, seqlen, self.args.rope_theta, device, positions)
 
+    def rope_for(self, start_pos: int, seqlen: int, device: torch.device, positions: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos/sin tables for `trunk_forward`/`head_hidden` over the same positions (computed once, passed to both)."""
+        return self._rope(start_pos, seqlen, device, positions)
+
     def trunk_forward(self, tokens: torch.Tensor, start_pos: int = 0, cache: KVCacheProtocol | None = None,
-                      attn_mask: torch.Tensor | None = None, positions: torch.Tensor | None = None
-                      ) -> torch.Tensor:
+                      attn_mask: torch.Tensor | None = None, positions: torch.Tensor | None = None,
+                      rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """tokens (B, S) -> pre-norm trunk output (B, S, D), shared input of every head block. `start_pos` is the
-        cache slot of the first token; `positions` (B, S), when given, are the RoPE positions (default: slots)."""
+        cache slot of the first token; `positions` (B, S), when given, are the RoPE positions (default: slots);
+        `rope`, when given, the cos/sin tables of those positions already computed (`rope_for`)."""
         h = self.tok_embeddings(tokens)
-        cos, sin = self._rope(start_pos, tokens.shape[1], tokens.device, positions)
+        cos, sin = rope or self._rope(start_pos, tokens.shape[1], tokens.device, positions)
         for block in self.layers[:-1]:
             if self.checkpoint_trunk and self.training and torch.is_grad_enabled():
                 h = checkpoint(block, h, cos, sin, start_pos, cache, attn_mask, use_reentrant=False)
@@ -245,9 +251,10 @@ class Transformer(nn.Module):
 
     def head_hidden(self, trunk: torch.Tensor, k: int, start_pos: int = 0,
                     cache: KVCacheProtocol | None = None, attn_mask: torch.Tensor | None = None,
-                    positions: torch.Tensor | None = None) -> torch.Tensor:
+                    positions: torch.Tensor | None = None, rope: tuple[torch.Tensor, torch.Tensor] | None = None
+                    ) -> torch.Tensor:
         """Pre-norm output (B, S, D) of head k (0 = next token) applied to the trunk output."""
-        cos, sin = self._rope(start_pos, trunk.shape[1], trunk.device, positions)
+        cos, sin = rope or self._rope(start_pos, trunk.shape[1], trunk.device, positions)
         return self.head_block(k)(trunk, cos, sin, start_pos, cache, attn_mask)
 
     def normed_trunk(self, trunk: torch.Tensor) -> torch.Tensor:

@@ -237,15 +237,17 @@ class _Decoder:
             self.positions[:, start:start + n] = (self.positions[self.rows, self.last][:, None] + 1
                                                   + torch.arange(n, device=chunk.device))
         mask, pos = self._mask(start, n), self._pos(start, n)
-        self.trunk[:, start:start + n] = model.trunk_forward(chunk, start, self.cache, mask, pos)
+        rope = model.rope_for(start, n, chunk.device, pos)  # one table for the trunk and every head over the chunk
+        self.trunk[:, start:start + n] = model.trunk_forward(chunk, start, self.cache, mask, pos, rope)
         verify = n if done is not None else 1  # the prompt: only its last position is projected
-        hidden = [model.head_hidden(self.trunk[:, start:start + n], 0, start, self.cache, mask, pos)[:, n - verify:]]
+        hidden = [model.head_hidden(self.trunk[:, start:start + n], 0, start, self.cache, mask, pos,
+                                    rope)[:, n - verify:]]
         self.backlog = max((start - self.head_done[j] for j in range(1, k + 1)), default=0)
         extra = []  # heads 1..k over the chunk (B, n, D) each
         for j in range(1, k + 1):
             first, end = self.head_done[j], start + n
             out = model.head_hidden(self.trunk[:, first:end], j, first, self.cache, self._mask(first, end - first),
-                                    self._pos(first, end - first))
+                                    self._pos(first, end - first), rope if first == start else None)
             extra.append(out[:, -n:])
         ids = _argmax(model, torch.cat([hidden[0], *(h[:, -1:] for h in extra)], dim=1).flatten(0, 1))
         ids = ids.view(self.batch, verify + k)
