@@ -127,7 +127,8 @@ class DraftLength:
     Expected tokens of k drafts: 1 + the sum over j <= k of the joint acceptance of heads 1..j (running rates).
     Seconds of a step with k drafts: measured (running mean of its drafting + verify + bookkeeping time), else
     extrapolated from the nearest measured length with the weight cost per draft; every length the weight-cost rule
-    (draft while the joint acceptance exceeds `cost`) says pays is tried, longest first, until it was timed. When 0 drafts is best, a
+    (draft while the joint acceptance exceeds `cost`) says pays is tried, longest first, until it was timed; only
+    those lengths (and 0) are candidates. When 0 drafts is best, a
     one-draft probe runs after 1, 2, 4 .. PROBE_MAX_WAIT greedy steps. Timing only chooses k: outputs never
     depend on it."""
 
@@ -154,7 +155,9 @@ class DraftLength:
         unmeasured = [k for k in range(1, paying + 1) if k not in self.seconds]
         if unmeasured:  # a length the weight rule says pays but never timed: time it (each once per stats)
             return unmeasured[-1]
-        return max(range(self.k_max + 1), key=lambda k: tokens[k] / self._seconds(k))
+        # only lengths the weight rule says pay are candidates: a stale low time of an unused length (measured in a
+        # quiet moment, while the current length's time runs high under load) never lures it into useless drafts
+        return max(range(paying + 1), key=lambda k: tokens[k] / self._seconds(k))
 
     def next(self) -> int:
         if not self.adaptive:
