@@ -20,7 +20,13 @@ from pathlib import Path
 from wmtp_core.paths import REPO_ROOT
 
 DEFAULT_ENV_FILE = REPO_ROOT / ".env.vessl"
-SECRET_KEY_PATTERN = re.compile(r"(TOKEN|PASSWORD|SECRET|CREDENTIAL|_KEY$|^KEY$|ACCESS_KEY)", re.IGNORECASE)
+# A secret-bearing name has TOKEN / PASSWORD / SECRET / CREDENTIAL(S) / (API)KEY as one of its `_`-separated words
+# (VESSL_ACCESS_TOKEN, AWS_SECRET_ACCESS_KEY, HF_TOKEN); a word that merely starts with one is not a secret
+# (TOKENIZERS_PARALLELISM=false registered "false" as a secret and masked every "false" printed afterwards).
+SECRET_KEY_PATTERN = re.compile(r"(?:^|_)(?:TOKENS?|PASSWORD|PASSWD|SECRET|CREDENTIALS?|KEY|APIKEY)(?:_|$)",
+                                re.IGNORECASE)
+# values that are config words, never credentials, even under a secret-looking name
+_NOT_SECRET_VALUES = frozenset({"true", "false", "none", "null", "yes", "no", "auto", "default"})
 MASK = "***"
 _MIN_SECRET_LEN = 4  # shorter values would redact ordinary words
 
@@ -108,7 +114,7 @@ class Redactor:
         with self._lock:
             before = len(self._values)
             for value in values:
-                if value and len(value) >= _MIN_SECRET_LEN:
+                if value and len(value) >= _MIN_SECRET_LEN and value.lower() not in _NOT_SECRET_VALUES:
                     self._values.add(value)
             if len(self._values) == before and self._pattern is not None:
                 return

@@ -47,7 +47,7 @@ from vendor.meta_llama.generation import KVCache, padding_attn_mask
 from vendor.meta_llama.model import Transformer
 from wmtp_core.eval.generate import Generation, SamplingConfig, Tracker, left_pad
 
-PROBE_MAX_WAIT = 32  # steps between single-draft probes when no draft pays off
+PROBE_MAX_WAIT = 64  # steps between single-draft probes when no draft pays off
 RATE_STEP = 0.25  # weight of the newest observation in the running acceptance rates
 PRIOR_RATE = 0.5  # acceptance rate assumed for a head before any of its drafts was checked
 
@@ -76,8 +76,11 @@ class SpeculativeStats:
     drafted: list[int] = field(default_factory=list)  # index j-1: drafts made by extra head j
     accepted: list[int] = field(default_factory=list)  # index j-1: of those, accepted
     uneven_steps: int = 0  # steps in which the unfinished rows of a batch accepted different numbers of drafts
-    step_seconds: dict[int, float] = field(default_factory=dict)  # running step time per draft length; seeds the
-    # adaptive choice of later calls that share these stats (the harness and benchmarks pass one per run)
+    # Adaptive state carried over to later calls that share these stats (the harness and benchmarks pass one per
+    # run), so a call starts from what earlier calls learnt instead of the priors:
+    step_seconds: dict[int, float] = field(default_factory=dict)  # running step time per draft length
+    draft_rates: list[float] = field(default_factory=list)  # running acceptance rate per extra head
+    probe: list[int] = field(default_factory=lambda: [0, 1])  # greedy steps since the last probe, steps between
 
     @property
     def acceptance_rate(self) -> float:
@@ -123,16 +126,18 @@ class DraftLength:
 
     Expected tokens of k drafts: 1 + the sum over j <= k of the joint acceptance of heads 1..j (running rates).
     Seconds of a step with k drafts: measured (running mean of its drafting + verify + bookkeeping time), else
-    extrapolated from the nearest measured length with the weight cost per draft; before any step was measured, the
-    rule is the weight-cost one (draft while the joint acceptance exceeds `cost`). When 0 drafts is best, a
+    extrapolated from the nearest measured length with the weight cost per draft; every length the weight-cost rule
+    (draft while the joint acceptance exceeds `cost`) says pays is tried, longest first, until it was timed. When 0 drafts is best, a
     one-draft probe runs after 1, 2, 4 .. PROBE_MAX_WAIT greedy steps. Timing only chooses k: outputs never
     depend on it."""
 
-    def __init__(self, k_max: int, adaptive: bool, cost: float, seconds: dict[int, float] | None = None) -> None:
+    def __init__(self, k_max: int, adaptive: bool, cost: float, stats: SpeculativeStats | None = None) -> None:
         self.k_max, self.adaptive, self.cost = k_max, adaptive, cost
-        self.rate = [PRIOR_RATE] * k_max  # running P(head j's draft accepted | drafts before it accepted)
-        self.seconds = {} if seconds is None else seconds  # running seconds of a step with k drafts (shared)
-        self.idle, self.wait = 0, 1
+        stats = stats if stats is not None else SpeculativeStats()
+        stats.draft_rates += [PRIOR_RATE] * (k_max - len(stats.draft_rates))
+        self.rate = stats.draft_rates  # running P(head j's draft accepted | drafts before it accepted) (shared)
+        self.seconds = stats.step_seconds  # running seconds of a step with k drafts (shared)
+        self.probe = stats.probe  # [greedy steps since the last probe, steps between probes] (shared)
 
     def _seconds(self, k: int) -> float:
         if k in self.seconds:
@@ -142,11 +147,13 @@ class DraftLength:
 
     def _best(self) -> int:
         tokens, joint = [1.0], 1.0
-        for rate in self.rate:
+        for rate in self.rate[:self.k_max]:
             joint *= rate
             tokens.append(tokens[-1] + joint)
-        if not any(k <= self.k_max for k in self.seconds):
-            return sum(1 for t0, t1 in zip(tokens, tokens[1:]) if t1 - t0 > self.cost) if self.rate else 0
+        paying = sum(1 for t0, t1 in zip(tokens, tokens[1:]) if t1 - t0 > self.cost) if self.k_max else 0
+        unmeasured = [k for k in range(1, paying + 1) if k not in self.seconds]
+        if unmeasured:  # a length the weight rule says pays but never timed: time it (each once per stats)
+            return unmeasured[-1]
         return max(range(self.k_max + 1), key=lambda k: tokens[k] / self._seconds(k))
 
     def next(self) -> int:
@@ -154,12 +161,12 @@ class DraftLength:
             return self.k_max
         k = self._best()
         if k:
-            self.idle, self.wait = 0, 1
+            self.probe[:] = [0, 1]
             return k
-        self.idle += 1
-        if self.idle < self.wait:
+        self.probe[0] += 1
+        if self.probe[0] < self.probe[1]:
             return 0
-        self.idle, self.wait = 0, min(2 * self.wait, PROBE_MAX_WAIT)
+        self.probe[:] = [0, min(2 * self.probe[1], PROBE_MAX_WAIT)]
         return 1
 
     def update(self, k: int, accepted: list[int], seconds: float | None = None) -> None:
@@ -176,6 +183,7 @@ class DraftLength:
 
 
 def _argmax(model: Transformer, hidden: torch.Tensor) -> torch.Tensor:
+    """hidden (R, D) -> argmax ids (R,) of the output projection after the final norm."""
     return model.output(model.norm(hidden)).argmax(-1)
 
 
@@ -200,10 +208,11 @@ class _Decoder:
                                  device=device)
         self.cache = KVCache.for_model(model, batch, total)
         self.rows = torch.arange(batch, device=device)
+        self.batch = batch
         self.slot = 0  # next free slot
         self.head_done = [0] * model.n_future  # extra head j has keys/values for slots [0, head_done[j])
         self.last = torch.zeros(batch, dtype=torch.long, device=device)  # slot of each row's last fed token
-        self.backlog = 0  # most slots an extra head caught up on in the last draft() call
+        self.backlog = 0  # most slots an extra head caught up on in the last step
 
     def _mask(self, start: int, n: int) -> torch.Tensor | None:
         return padding_attn_mask(self.valid, start, n) if self.masked else None
@@ -211,60 +220,68 @@ class _Decoder:
     def _pos(self, start: int, n: int) -> torch.Tensor | None:
         return self.positions[:, start:start + n] if self.shifted else None
 
-    def _forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Trunk and head 0 over `tokens` (B, n) at the cursor -> head 0's hidden states (B, n, D)."""
-        start, n = self.slot, tokens.shape[1]
-        mask, pos = self._mask(start, n), self._pos(start, n)
-        self.trunk_chunk = self.model.trunk_forward(tokens, start, self.cache, mask, pos)
-        return self.model.head_hidden(self.trunk_chunk, 0, start, self.cache, mask, pos)
+    def step(self, chunk: torch.Tensor, k: int, done: list[bool] | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One forward over `chunk` (B, n) at the cursor: the prompt (done None), or [current, drafts] (n - 1
+        drafts to verify). Returns head 0's argmax at every chunk position (B, n), accepted drafts (B,) and the
+        next drafts of heads 1..k (B, k) at each row's last accepted slot.
 
-    def prefill(self) -> torch.Tensor:
-        hidden = self._forward(self.tokens)
-        width = self.tokens.shape[1]
-        self.trunk[:, :width] = self.trunk_chunk
-        self.slot, self.last[:] = width, width - 1
-        return _argmax(self.model, hidden[:, -1])
-
-    def verify(self, current: torch.Tensor, drafts: torch.Tensor, done: list[bool]
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Feed [current, drafts] (B, k+1); returns head 0's argmax there (B, k+1) and accepted drafts (B,).
-
-        Only holes (rejected slots below the new cursor) are marked invalid; rejected slots at or past the cursor
-        are never attended (the next chunk overwrites them and attends to keys below its own end only)."""
-        start, n = self.slot, drafts.shape[1] + 1
-        if self.shifted:  # rows sit at their own positions; otherwise every position is its slot
+        Heads 1..k run over the chunk (after catching up on slots they skipped) before acceptance is known; a
+        head's hidden state at chunk position m depends only on positions <= m, which are accepted when m is the
+        last accepted one, so it is exact there. Its projection is made with head 0's, betting on full
+        acceptance (one output projection per step); a row that accepted less is projected again at its own
+        last accepted slot. Rejected slots at or past the new cursor are overwritten by the next chunk; holes
+        (rejected slots below it) are masked out of attention from then on."""
+        model, start, n = self.model, self.slot, chunk.shape[1]
+        if done is not None and self.shifted:  # rows sit at their own positions; otherwise position = slot
             self.positions[:, start:start + n] = (self.positions[self.rows, self.last][:, None] + 1
-                                                  + torch.arange(n, device=drafts.device))
-        verified = _argmax(self.model, self._forward(torch.cat([current[:, None], drafts], dim=1)))
-        accepted, advance = self.last.new_zeros(self.last.shape), 1
-        if n > 1:
-            accepted = (drafts == verified[:, :-1]).long().cumprod(dim=1).sum(dim=1)  # (B,)
-            finished = torch.tensor(done, device=drafts.device)
-            advance = int(accepted.masked_fill(finished, -1).max()) + 1
-            accepted = accepted.clamp(max=advance - 1).masked_fill(finished, advance - 1)  # finished: no holes
-            holes = torch.arange(advance, device=drafts.device)[None, :] > accepted[:, None]  # (B, advance)
-            if bool(holes.any()):
-                self.valid[:, start:start + advance] &= ~holes
-                self.masked = self.shifted = True
-        self.trunk[:, start:start + advance] = self.trunk_chunk[:, :advance]
-        self.last = start + accepted
-        self.slot = start + advance
-        return verified, accepted
-
-    def draft(self, k: int) -> torch.Tensor:
-        """Heads 1..k at each row's last accepted slot -> drafts (B, k); each head first catches up on the slots
-        it skipped (one multi-position pass over the stored trunk outputs)."""
-        self.backlog = max((self.slot - self.head_done[j] for j in range(1, k + 1)), default=0)
-        if k == 0:
-            return self.last.new_zeros((self.last.shape[0], 0))
-        hidden = []
+                                                  + torch.arange(n, device=chunk.device))
+        mask, pos = self._mask(start, n), self._pos(start, n)
+        self.trunk[:, start:start + n] = model.trunk_forward(chunk, start, self.cache, mask, pos)
+        verify = n if done is not None else 1  # the prompt: only its last position is projected
+        hidden = [model.head_hidden(self.trunk[:, start:start + n], 0, start, self.cache, mask, pos)[:, n - verify:]]
+        self.backlog = max((start - self.head_done[j] for j in range(1, k + 1)), default=0)
+        extra = []  # heads 1..k over the chunk (B, n, D) each
         for j in range(1, k + 1):
-            start, n = self.head_done[j], self.slot - self.head_done[j]
-            out = self.model.head_hidden(self.trunk[:, start:self.slot], j, start, self.cache,
-                                         self._mask(start, n), self._pos(start, n))
+            first, end = self.head_done[j], start + n
+            out = model.head_hidden(self.trunk[:, first:end], j, first, self.cache, self._mask(first, end - first),
+                                    self._pos(first, end - first))
+            extra.append(out[:, -n:])
+        ids = _argmax(model, torch.cat([hidden[0], *(h[:, -1:] for h in extra)], dim=1).flatten(0, 1))
+        ids = ids.view(self.batch, verify + k)
+        verified, drafts = ids[:, :verify], ids[:, verify:]
+        if done is None:
+            accepted, advance = self.last.new_zeros(self.batch), n
+            self.last[:] = start + n - 1
+        else:
+            accepted, advance = self._accept(chunk[:, 1:], verified, done)
+            self.last = start + accepted
+        self.slot = start + advance
+        for j in range(1, k + 1):
             self.head_done[j] = self.slot
-            hidden.append(out[self.rows, self.last - start])  # (B, D)
-        return _argmax(self.model, torch.stack(hidden, dim=1))
+        if k and done is not None and n > 1 and bool((accepted < n - 1).any()):
+            at = extra[0].new_empty((self.batch, k, extra[0].shape[-1]))
+            for j, h in enumerate(extra):
+                at[:, j] = h[self.rows, accepted]
+            drafts = _argmax(model, at.flatten(0, 1)).view(self.batch, k)
+        return verified, accepted, drafts
+
+    def _accept(self, drafts: torch.Tensor, verified: torch.Tensor, done: list[bool]) -> tuple[torch.Tensor, int]:
+        """Accepted drafts per row (B,) and how far the shared cursor advances; marks holes invalid."""
+        if drafts.shape[1] == 0:
+            return self.last.new_zeros(self.batch), 1
+        accepted = (drafts == verified[:, :-1]).long().cumprod(dim=1).sum(dim=1)  # (B,)
+        if self.batch == 1:
+            return accepted, int(accepted) + 1
+        start = self.slot
+        finished = torch.tensor(done, device=drafts.device)
+        advance = int(accepted.masked_fill(finished, -1).max()) + 1
+        accepted = accepted.clamp(max=advance - 1).masked_fill(finished, advance - 1)  # finished: no holes
+        holes = torch.arange(advance, device=drafts.device)[None, :] > accepted[:, None]  # (B, advance)
+        if bool(holes.any()):
+            self.valid[:, start:start + advance] &= ~holes
+            self.masked = self.shifted = True
+        return accepted, advance
 
 
 def _push(tracker: Tracker, row: int, tokens: list[int]) -> int:
@@ -288,29 +305,32 @@ def speculative_generate(model: Transformer, prompts: Sequence[Sequence[int]], e
     k_max = spec.resolve(model.n_future)
     stats = stats if stats is not None else SpeculativeStats()
     control = DraftLength(k_max, spec.adaptive, draft_cost(model) if spec.draft_cost is None else spec.draft_cost,
-                          stats.step_seconds)
+                          stats)
     run = _Decoder(model, prompts, pad_id, cfg.max_new_tokens, k_max)
     tracker = Tracker(len(prompts), eos_id, cfg, decode)
-    current = run.prefill()
+    verified, _, drafts = run.step(run.tokens, control.next())
+    current = verified[:, 0]
     for row, token in enumerate(current.tolist()):
         stats.emitted += _push(tracker, row, [token])
     stats.forwards, stats.row_forwards = stats.forwards + 1, stats.row_forwards + len(prompts)
-    k, started = control.next(), time.perf_counter()
-    drafts = run.draft(k)
-    typical = run.backlog <= k + 1  # no catch-up beyond one step's slots: its time says what k costs
     while not tracker.all_done():
         live = [row for row, done in enumerate(tracker.done) if not done]
-        verified, accepted = run.verify(current, drafts, tracker.done)
-        counts, ids, draft_ids = accepted.tolist(), verified.tolist(), drafts.tolist()
-        for row in live:
-            m = counts[row]
-            stats.emitted += _push(tracker, row, draft_ids[row][:m] + [ids[row][m]])
+        checked, k = drafts.shape[1], control.next()  # drafts verified now, drafts made now for the next step
+        started = time.perf_counter()
+        verified, accepted, next_drafts = run.step(
+            torch.cat([current[:, None], drafts], dim=1) if checked else current[:, None], k, tracker.done)
+        if checked:
+            counts, ids, draft_ids = accepted.tolist(), verified.tolist(), drafts.tolist()
+            for row in live:
+                m = counts[row]
+                stats.emitted += _push(tracker, row, draft_ids[row][:m] + [ids[row][m]])
+        else:
+            counts = [0] * len(tracker.done)
+            for row, token in zip(live, verified[live, 0].tolist()):
+                stats.emitted += _push(tracker, row, [token])
         stats.forwards, stats.row_forwards = stats.forwards + 1, stats.row_forwards + len(live)
-        stats.record(k, [counts[row] for row in live])
-        control.update(k, [counts[row] for row in live], time.perf_counter() - started if typical else None)
-        current = verified[run.rows, accepted]
-        if not tracker.all_done():
-            k, started = control.next(), time.perf_counter()
-            drafts = run.draft(k)
-            typical = run.backlog <= k + 1
+        stats.record(checked, [counts[row] for row in live])
+        steady = checked == k and run.backlog == 0  # a step of length k with no catch-up: its time says what k costs
+        control.update(checked, [counts[row] for row in live], time.perf_counter() - started if steady else None)
+        current, drafts = (verified[run.rows, accepted] if checked else verified[:, 0]), next_drafts
     return tracker.results()

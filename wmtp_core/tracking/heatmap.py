@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from wmtp_core.tracking.figures import pyplot, save_png
+
 SPACE_PIECE = "\u2581"  # SentencePiece word-boundary marker
 BYTE_PIECE = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")  # byte-fallback piece, e.g. <0x0A> = newline
 
@@ -67,11 +69,7 @@ def token_weight_html(samples: Sequence[WeightedSample], heading: str) -> str:
 
 def histograms_png(series: dict[str, Sequence[float]], path: Path, title: str) -> Path:
     """One histogram panel per named series, written to `path` (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     names = [n for n, v in series.items() if len(v)]
     if not names:
         raise ValueError(f"{path}: no values to plot for {title!r}")
@@ -81,9 +79,4 @@ def histograms_png(series: dict[str, Sequence[float]], path: Path, title: str) -
         ax.set_title(f"{name} (n={len(series[name])})")
     fig.suptitle(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_png(fig, path)

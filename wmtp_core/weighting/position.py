@@ -21,6 +21,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from wmtp_core.tracking.figures import pyplot, save_png
+
 PROFILE_CAP = 64  # distances 0..63 have their own bucket, >= 64 share one
 LAST_K = 10
 
@@ -95,11 +97,7 @@ def weight_summary(w: Tensor, mask: Tensor, last_k: int = LAST_K) -> dict[str, T
 
 def profile_png(means: list[float | None], path: Path, title: str) -> Path:
     """Line plot of mean weight against distance to EOS (last bucket = '>= cap'), written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     xs = [d for d, m in enumerate(means) if m is not None]
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.plot(xs, [means[d] for d in xs], marker=".", color="#aa3377")
@@ -109,9 +107,4 @@ def profile_png(means: list[float | None], path: Path, title: str) -> Path:
     ax.set_ylabel("mean weight")
     ax.set_title(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_png(fig, path)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from wmtp_core import paths
+from wmtp_core.cli.sandbox_gate import add_allow_unisolated, refuse_without_isolation
 
 DATASETS = ("humaneval", "mbpp", "codecontests")
 
@@ -48,9 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--check-references", action="store_true",
                    help="run the dataset's reference solutions instead of a model; for codecontests this "
                         "(re)writes storage/datasets/codecontests/unreliable.json")
-    p.add_argument("--allow-unisolated", action="store_true",
-                   help="run candidate programs even where the sandbox cannot give them a private filesystem "
-                        "view (they can then read every world-readable file; results name the mode)")
+    add_allow_unisolated(p)
     p.set_defaults(func=run)
 
 
@@ -73,17 +72,8 @@ def _check_references(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from wmtp_core.eval.sandbox import detect_isolation
-    from wmtp_core.eval.sandbox_isolation import SandboxUnavailable, allow_unisolated
-
-    if args.allow_unisolated:
-        allow_unisolated()
-    try:
-        detect_isolation()  # before any generation: refuse early, never after an hour of decoding
-    except SandboxUnavailable as exc:
-        print(f"wmtp eval: {exc}", file=sys.stderr)
-        return 2
-    return _run(args)
+    refused = refuse_without_isolation(args, "wmtp eval")
+    return refused if refused is not None else _run(args)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from wmtp_core.cli.sandbox_gate import add_allow_unisolated, refuse_without_isolation
 
 DATASETS = ("humaneval", "mbpp", "codecontests")
 
@@ -16,24 +17,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", choices=DATASETS, required=True)
     p.add_argument("--out", type=Path, required=True, help="raw-schema JSONL to write")
     p.add_argument("--workers", type=int, default=2, help="parallel sandboxes")
-    p.add_argument("--allow-unisolated", action="store_true",
-                   help="run candidate programs even where the sandbox cannot give them a private filesystem "
-                        "view (they can then read every world-readable file; results name the mode)")
+    add_allow_unisolated(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from wmtp_core.eval.sandbox import detect_isolation
-    from wmtp_core.eval.sandbox_isolation import SandboxUnavailable, allow_unisolated
-
-    if args.allow_unisolated:
-        allow_unisolated()
-    try:
-        detect_isolation()  # before any generation: refuse early, never after an hour of decoding
-    except SandboxUnavailable as exc:
-        print(f"wmtp label: {exc}", file=sys.stderr)
-        return 2
-    return _run(args)
+    refused = refuse_without_isolation(args, "wmtp label")
+    return refused if refused is not None else _run(args)
 
 
 def _run(args: argparse.Namespace) -> int:
