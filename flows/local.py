@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_prefect()
     from flows.layout import LOCAL_VOLUME
     from flows.report import comparison_rows, console_table, run_rows, steps_table
+    from flows.request import CompareRequest
     from flows.wmtp import wmtp_compare
     from wmtp_core.experiments import EXPERIMENTS
     from wmtp_core.tracking.mlflow_backend import resolve_tracking_uri
@@ -95,10 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     experiments = list(EXPERIMENTS) if args.experiment == "all" else [args.experiment]
     upload = args.upload_target or LOCAL_VOLUME
     started = time.perf_counter()
-    summaries = wmtp_compare(experiments=experiments, preset=args.preset, base_checkpoint=args.base_checkpoint,
-                             device=args.device, eval_limit=args.eval_limit, upload_target=upload,
-                             micro_plan=args.micro_plan, train_overrides=args.overrides or DEFAULT_OVERRIDES,
-                             seeds=args.seeds)
+    summaries = wmtp_compare(CompareRequest(
+        experiments=experiments, seeds=args.seeds, preset=args.preset, base_checkpoint=args.base_checkpoint,
+        device=args.device, eval_limit=args.eval_limit, upload_target=upload, micro_plan=args.micro_plan,
+        train_overrides=args.overrides or DEFAULT_OVERRIDES))
     wall = time.perf_counter() - started
     print("\n=== WMTP comparison ===")
     print(console_table(comparison_rows(summaries)))

@@ -23,7 +23,7 @@ from prefect.states import State
 from deployments.blocks import terminate_active_vessl_runs
 from flows.layout import Locations
 from flows.report import comparison_rows, summary_markdown
-from flows.request import RunRequest
+from flows.request import CompareRequest, RunRequest
 from tasks._task import result_storage_path, skip
 from tasks.checkpoint import convert_checkpoint, synthetic_base
 from tasks.datasets import prepare_and_validate
@@ -34,8 +34,7 @@ from tasks.training import train_stage
 from tasks.upload import upload_artifacts
 from wmtp_core import paths
 from wmtp_core.data.api import DEFAULT_SOURCES
-from wmtp_core.eval.compare import run_seeds
-from wmtp_core.experiments import EXPERIMENTS, MICRO_REFERENCE_FFN, MICRO_REFERENCE_SEED, ExperimentName, spec
+from wmtp_core.experiments import EXPERIMENTS, MICRO_REFERENCE_FFN, MICRO_REFERENCE_SEED
 from wmtp_core.tracking import mlflow_backend as tracking
 from wmtp_core.tracking.mlflow_backend import resolve_tracking_uri
 from wmtp_core.train.job import TrainJob, overrides_from
@@ -112,26 +111,16 @@ def train_job(experiment: str, preset: str, use_micro_model: bool, dataset_suffi
 
 @flow(name="wmtp", result_storage=result_storage_path(), log_prints=True,
       on_cancellation=[terminate_active_vessl_runs], on_crashed=[terminate_active_vessl_runs])
-def wmtp(experiment: ExperimentName = "verifiable", preset: str = "smoke", use_micro_model: bool = True,
-         dataset_suffix: str | None = "small", base_checkpoint: str | None = None, infrastructure: str = "local",
-         device: str = "cpu", eval_dataset: str = "mbpp", eval_limit: int | None = 4, eval_n: int = 1,
-         eval_max_new_tokens: int = 64, upload_target: str | None = None, micro_plan: str = "default",
-         train_overrides: list[str] | None = None, storage_root: str | None = None,
-         seed: int | None = None) -> ExperimentSummary:
-    """Run one experiment: data, base/micro model, the experiment's stages, eval, upload (`upload_target`: a
-    directory, volume://…, "local-volume" for <storage>/runs/_volume, or None for no upload). `seed` overrides the
-    training seed (`run.seed`) and the eval sampling seed; None keeps the config's (and eval seed 0)."""
-    spec(experiment)  # a ValueError naming the known experiments
-    request = RunRequest(
-        experiment=experiment, preset=preset, use_micro_model=use_micro_model, dataset_suffix=dataset_suffix,
-        base_checkpoint=base_checkpoint, infrastructure=infrastructure, device=device, eval_dataset=eval_dataset,
-        eval_limit=eval_limit, eval_n=eval_n, eval_max_new_tokens=eval_max_new_tokens, upload_target=upload_target,
-        micro_plan=micro_plan, train_overrides=list(train_overrides or []), storage_root=storage_root, seed=seed)
-    loc, steps, run_id, label = Locations.under(storage_root), Steps(), str(flow_run.id), request.label
+def wmtp(request: RunRequest = RunRequest(experiment="verifiable")) -> ExperimentSummary:
+    """Run one experiment: data, base/micro model, the experiment's stages, eval, upload. The request's fields
+    (flows/request.py) are the parameters: e.g. `upload_target` is a directory, volume://…, "local-volume" for
+    <storage>/runs/_volume, or None for no upload; `seed` overrides the training seed (`run.seed`) and the eval
+    sampling seed (None keeps the config's, and eval seed 0)."""
+    loc, steps, run_id, label = Locations.under(request.storage_root), Steps(), str(flow_run.id), request.label
     parent = tracking.start_parent("wmtp", f"{label}-{flow_run.name}",
                                   {"prefect.flow_run_id": run_id, "prefect.flow_run_name": str(flow_run.name),
-                                   "wmtp.experiment": experiment, "wmtp.preset": preset,
-                                   "wmtp.infrastructure": infrastructure, "wmtp.seed": str(seed)})
+                                   "wmtp.experiment": request.experiment, "wmtp.preset": request.preset,
+                                   "wmtp.infrastructure": request.infrastructure, "wmtp.seed": str(request.seed)})
     try:
         summary = _run(request, loc, steps, parent)
     except BaseException:
@@ -206,19 +195,10 @@ def _model_dir(handle: Any) -> Path:
 
 
 @flow(name="wmtp-compare", result_storage=result_storage_path(), log_prints=True)
-def wmtp_compare(experiments: list[ExperimentName] | None = None, preset: str = "smoke", use_micro_model: bool = True,
-                 dataset_suffix: str | None = "small", base_checkpoint: str | None = None,
-                 infrastructure: str = "local", device: str = "cpu", eval_dataset: str = "mbpp",
-                 eval_limit: int | None = 4, upload_target: str | None = None, micro_plan: str = "default",
-                 train_overrides: list[str] | None = None, storage_root: str | None = None,
-                 seeds: int = 1) -> list[ExperimentSummary]:
-    """Run several experiments one after another (each a `wmtp` subflow), each under `seeds` training seeds,
-    and publish a comparison table (pass@k with bootstrap CIs, paired differences to Baseline, verdicts)."""
-    summaries = [wmtp(experiment=e, preset=preset, use_micro_model=use_micro_model, dataset_suffix=dataset_suffix,
-                      base_checkpoint=base_checkpoint, infrastructure=infrastructure, device=device,
-                      eval_dataset=eval_dataset, eval_limit=eval_limit, upload_target=upload_target,
-                      micro_plan=micro_plan, train_overrides=train_overrides, storage_root=storage_root, seed=s)
-                 for e in (experiments or list(EXPERIMENTS)) for s in run_seeds(seeds)]
+def wmtp_compare(request: CompareRequest = CompareRequest()) -> list[ExperimentSummary]:
+    """Run several experiments one after another (each a `wmtp` subflow), each under `request.seeds` training
+    seeds, and publish a comparison table (pass@k with bootstrap CIs, paired differences to Baseline, verdicts)."""
+    summaries = [wmtp(run) for run in request.runs()]
     create_table_artifact(comparison_rows(summaries), key="wmtp-comparison",
                           description="WMTP experiments side by side: pass@k [bootstrap 95% CI], paired "
                                       "difference to baseline, weight statistics, critic report")

@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def test_experiment_runs_end_to_end(experiment: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from mlflow.tracking import MlflowClient
 
+    from flows.request import RunRequest
     from flows.wmtp import wmtp
     from wmtp_core.provenance import chain
 
@@ -30,9 +31,9 @@ def test_experiment_runs_end_to_end(experiment: str, tmp_path: Path, monkeypatch
     base = tiny_model_dir(tmp_path, tokenizer_model=paths.CODE_TOKENIZER, name="tiny-base")
     flow = wmtp.with_options(result_storage=tmp_path / "results")
 
-    s = flow(experiment=experiment, storage_root=str(storage), base_checkpoint=str(base), micro_plan="tiny",
-             eval_limit=1, eval_max_new_tokens=16, upload_target=str(tmp_path / "volume"),
-             train_overrides=["data.sources=[mbpp]", "data.max_len=640"])
+    s = flow(RunRequest(experiment=experiment, storage_root=str(storage), base_checkpoint=str(base),
+                        micro_plan="tiny", eval_limit=1, eval_max_new_tokens=16, upload_target=str(tmp_path / "volume"),
+                        train_overrides=["data.sources=[mbpp]", "data.max_len=640"]))
 
     states = {r.name.rsplit("-", 1)[0]: r.state_name for r in task_runs(s.flow_run_id)}
     assert states["stage2"] == states["evaluate"] == states["upload-artifacts"] == "Completed", states

@@ -37,10 +37,12 @@ def _upstream_ids(run: object, param: str) -> set[str]:
 def test_verifiable_flow_lineage_mlflow_provenance_and_cache(env, tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
+    from flows.request import RunRequest
+
     fakes, storage = env
     flow = _flow(tmp_path)
-    kwargs = dict(experiment="verifiable", storage_root=str(storage), upload_target=str(tmp_path / "volume"))
-    first = flow(**kwargs)
+    request = RunRequest(experiment="verifiable", storage_root=str(storage), upload_target=str(tmp_path / "volume"))
+    first = flow(request)
 
     runs = task_runs(first.flow_run_id)
     names = [r.name.rsplit("-", 1)[0] for r in runs]
@@ -78,7 +80,7 @@ def test_verifiable_flow_lineage_mlflow_provenance_and_cache(env, tmp_path: Path
     assert first.flow_run_id in record and "dataset_manifest_sha256" in record
     assert (tmp_path / "volume" / ".wmtp-manifest.json").is_file()
 
-    second = flow(**kwargs)
+    second = flow(request)
     states = {r.name.rsplit("-", 1)[0]: r.state_name for r in task_runs(second.flow_run_id)}
     cached = ["synthetic-base", "convert-checkpoint", "prepare-validate-datasets", "build-micro", "stage1",
               "stage2", "evaluate"]
@@ -86,7 +88,7 @@ def test_verifiable_flow_lineage_mlflow_provenance_and_cache(env, tmp_path: Path
     assert [fakes.count(s) for s in ("prepare", "build-micro-seed0", "train-stage1", "train-stage2")] == [1, 1, 1, 1]
 
     (storage / "datasets" / "mbpp" / "source" / "rows.jsonl").write_text('{"source": "mbpp", "edited": 1}\n')
-    third = flow(**kwargs)
+    third = flow(request)
     states = {r.name.rsplit("-", 1)[0]: r.state_name for r in task_runs(third.flow_run_id)}
     assert states["prepare-validate-datasets"] == "Completed"
     assert states["convert-checkpoint"] == states["build-micro"] == "Cached"
@@ -100,11 +102,12 @@ def test_compare_skips_what_each_experiment_does_not_need_and_publishes_a_table(
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     import flows.wmtp
+    from flows.request import CompareRequest
 
     fakes, storage = env
     monkeypatch.setattr(flows.wmtp, "wmtp", _flow(tmp_path))
     compare = flows.wmtp.wmtp_compare.with_options(result_storage=tmp_path / "results")
-    baseline, rho1 = compare(experiments=["baseline", "rho1"], storage_root=str(storage))
+    baseline, rho1 = compare(CompareRequest(experiments=["baseline", "rho1"], storage_root=str(storage)))
 
     base_states = {r.name.rsplit("-", 1)[0]: r.state_name for r in task_runs(baseline.flow_run_id)}
     assert base_states["stage1-skipped"] == base_states["build-reference-skipped"] == "Skipped"
@@ -126,11 +129,12 @@ def test_compare_skips_what_each_experiment_does_not_need_and_publishes_a_table(
 def test_compare_runs_each_experiment_under_several_seeds(env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import flows.wmtp
     from flows.report import comparison_rows
+    from flows.request import CompareRequest
 
     fakes, storage = env
     monkeypatch.setattr(flows.wmtp, "wmtp", _flow(tmp_path))
     compare = flows.wmtp.wmtp_compare.with_options(result_storage=tmp_path / "results")
-    runs = compare(experiments=["baseline"], seeds=2, storage_root=str(storage))
+    runs = compare(CompareRequest(experiments=["baseline"], seeds=2, storage_root=str(storage)))
 
     assert [r.seed for r in runs] == [0, 1]
     assert [job.overrides.get("run.seed") for job in fakes.jobs] == [0, 1]

@@ -101,16 +101,22 @@ def test_deploy_worker_and_run_verifiable_deployment(server) -> None:
     worker = _start([*PREFECT, "worker", "start", "--pool", "wmtp-process"], env, tmp_path / "worker.log")
     try:
         storage = _storage(tmp_path)
-        params = {"storage_root": str(storage), "micro_plan": "tiny", "eval_limit": 1,
-                  "eval_max_new_tokens": 8,
-                  "base_checkpoint": str(tiny_model_dir(tmp_path, tokenizer_model=paths.CODE_TOKENIZER))}
-        out = _run([*PREFECT, "deployment", "run", "wmtp/verifiable", "--params", json.dumps(params), "--watch",
-                    "--watch-timeout", "780"], env, 840)
+        # the flow's one parameter, a RunRequest; given at run time it replaces the deployment's whole request
+        request = {"experiment": "verifiable", "upload_target": "local-volume", "storage_root": str(storage),
+                   "micro_plan": "tiny", "eval_limit": 1, "eval_max_new_tokens": 8,
+                   "base_checkpoint": str(tiny_model_dir(tmp_path, tokenizer_model=paths.CODE_TOKENIZER))}
+        out = _run([*PREFECT, "deployment", "run", "wmtp/verifiable", "--param", f"request={json.dumps(request)}",
+                    "--watch", "--watch-timeout", "780"], env, 840)
         worker_log = (tmp_path / "worker.log").read_text()
         assert "Completed" in out, out[-3000:] + worker_log[-3000:]
     finally:
         _stop(worker)
     assert worker.poll() is not None
-    # the deployment ran the whole DAG: its default upload target is the local volume stand-in under the storage
+    # the server checks a run's request against the deployment's parameter schema: an unknown field is refused
+    refused = subprocess.run([*PREFECT, "deployment", "run", "wmtp/baseline", "--param",
+                              'request={"experiment": "baseline", "eval_temperature": 0.5}'],
+                             cwd=paths.REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "eval_temperature" in refused.stdout + refused.stderr, refused.stdout[-2000:]
+    # the deployment ran the whole DAG: the upload target `local-volume` is the volume stand-in under the storage
     volume = storage / "runs" / "_volume"
     assert (volume / ".wmtp-manifest.json").is_file() and (volume / "model" / "metadata.json").is_file()

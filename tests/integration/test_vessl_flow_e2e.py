@@ -39,6 +39,7 @@ def test_verifiable_flow_hands_off_stages_and_evaluates_the_fetched_model(tmp_pa
     from mlflow.tracking import MlflowClient
 
     import flows.wmtp
+    from flows.request import RunRequest
 
     prefect_server()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -52,10 +53,10 @@ def test_verifiable_flow_hands_off_stages_and_evaluates_the_fetched_model(tmp_pa
                  env={"WMTP_STORAGE": str(storage)},
                  poll_interval_s=0.2).save("fake-a100", overwrite=True)
         run = flows.wmtp.wmtp.with_options(result_storage=tmp_path / "results")
-        summary = run(experiment="verifiable", storage_root=str(storage), base_checkpoint=str(base),
-                      micro_plan="tiny", eval_limit=1, eval_max_new_tokens=16, infrastructure="fake-a100",
-                      upload_target=str(tmp_path / "volume"),
-                      train_overrides=["data.sources=[mbpp]", "data.max_len=640"])
+        summary = run(RunRequest(experiment="verifiable", storage_root=str(storage), base_checkpoint=str(base),
+                                 micro_plan="tiny", eval_limit=1, eval_max_new_tokens=16, infrastructure="fake-a100",
+                                 upload_target=str(tmp_path / "volume"),
+                                 train_overrides=["data.sources=[mbpp]", "data.max_len=640"]))
         specs = [yaml.safe_load(s) for s in server.specs]
         leftovers = list((tmp_path / "fake").glob("container-*"))
 

@@ -10,12 +10,15 @@ from wmtp_core.experiments import EXPERIMENTS
 
 
 def test_one_deployment_per_experiment_each_uploading_by_default() -> None:
+    from flows.wmtp import wmtp
+
     spec = yaml.safe_load((paths.REPO_ROOT / "deployments" / "prefect.yaml").read_text(encoding="utf-8"))
     deployments = spec["deployments"]
     assert sorted(d["name"] for d in deployments) == sorted(EXPERIMENTS)
     for d in deployments:
         assert d["entrypoint"] == "flows/wmtp.py:wmtp"
-        assert d["parameters"] == {"experiment": d["name"], "upload_target": LOCAL_VOLUME}
+        assert d["parameters"] == {"request": {"experiment": d["name"], "upload_target": LOCAL_VOLUME}}
+        assert wmtp.validate_parameters(d["parameters"])["request"].experiment == d["name"]
 
 
 def test_upload_destination(tmp_path: Path) -> None:
@@ -44,3 +47,46 @@ def test_run_request_validates_the_flow_parameters() -> None:
         RunRequest(**{**given, "experiment": "rho1_weighted"})
     with pytest.raises(ValidationError, match="Extra inputs"):
         RunRequest(**given, eval_temperature=0.5)
+    with pytest.raises(ValidationError, match="experiment"):  # no default experiment: a request names one
+        RunRequest()
+
+
+def test_the_flow_takes_one_request_whose_fields_the_schema_shows() -> None:
+    """What Prefect's UI and a deployment see: one `request` parameter whose fields (with the defaults the flow
+    had as loose parameters) are in the parameter schema; a deployment's dict validates, an unknown key does not."""
+    import pytest
+    from prefect.exceptions import ParameterTypeError
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.request import CompareRequest
+    from flows.wmtp import wmtp, wmtp_compare
+
+    schema = parameter_schema(wmtp).model_dump()
+    assert list(schema["properties"]) == ["request"]
+    fields = schema["definitions"]["RunRequest"]["properties"]
+    expected = {"experiment", "preset", "use_micro_model", "dataset_suffix", "base_checkpoint", "infrastructure",
+                "device", "eval_dataset", "eval_limit", "eval_n", "eval_max_new_tokens", "upload_target", "micro_plan",
+                "train_overrides", "storage_root", "seed"}
+    assert set(fields) == expected
+    assert schema["definitions"]["RunRequest"]["additionalProperties"] is False
+    assert sorted(fields["experiment"]["enum"]) == sorted(EXPERIMENTS)
+    defaults = schema["properties"]["request"]["default"]
+    assert (defaults["experiment"], defaults["preset"], defaults["eval_limit"], defaults["infrastructure"],
+            defaults["upload_target"], defaults["train_overrides"]) == ("verifiable", "smoke", 4, "local", None, [])
+
+    request = wmtp.validate_parameters({"request": {"experiment": "verifiable"}})["request"]
+    assert (request.experiment, request.dataset_suffix, request.eval_max_new_tokens, request.seed) == \
+        ("verifiable", "small", 64, None)
+    with pytest.raises(ParameterTypeError, match="eval_temperature"):
+        wmtp.validate_parameters({"request": {"experiment": "verifiable", "eval_temperature": 0.5}})
+    with pytest.raises(ParameterTypeError, match="experiment"):
+        wmtp.validate_parameters({"request": {"experiment": "rho1_weighted"}})
+
+    compare = wmtp_compare.validate_parameters({"request": {"experiments": ["baseline", "rho1"], "seeds": 2,
+                                                            "eval_limit": 8}})["request"]
+    runs = compare.runs()
+    assert [(r.experiment, r.seed, r.eval_limit) for r in runs] == \
+        [("baseline", 0, 8), ("baseline", 1, 8), ("rho1", 0, 8), ("rho1", 1, 8)]
+    assert [(r.experiment, r.seed) for r in CompareRequest().runs()] == [(e, None) for e in EXPERIMENTS]
+    with pytest.raises(ParameterTypeError, match="seeds"):
+        wmtp_compare.validate_parameters({"request": {"seeds": 0}})
