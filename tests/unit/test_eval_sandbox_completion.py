@@ -146,6 +146,41 @@ def test_driving_the_boot_codes_own_report_fails() -> None:
     assert result.status == "failed" and not result.completed
 
 
+# A program that runs its own code on the keeper's thread would find the nonce in the keeper's frame: each route
+# wakes the keeper early through the `start` lock in the boot code's frame, then waits to be called there.
+_FIND_NONCE = textwrap.dedent("""
+    import os, sys, time
+    def steal():
+        f = sys._getframe(1)
+        while f is not None and 'nonce' not in f.f_locals:
+            f = f.f_back
+        if f is not None and f.f_locals['nonce']:
+            os.write(f.f_locals['marker_fd'], f.f_locals['nonce'])
+            os._exit(0)
+    def wake_keeper():
+        f = sys._getframe()
+        while f is not None and 'start' not in f.f_locals:
+            f = f.f_back
+        f.f_locals['start'].release()
+""")
+KEEPER_THREAD_ROUTES = {
+    "audit hook": ("sys.addaudithook(lambda event, args: event == 'sys._current_frames' and steal())\n"
+                   "wake_keeper()\ntime.sleep(2)\n"),
+    "gc finalizer": ("class Cycle:\n    def __del__(self):\n        steal()\n"
+                     "import gc\ngc.set_threshold(1)\n"
+                     "for _ in range(2000):\n    c = Cycle(); c.me = c\ndel c\nwake_keeper()\ntime.sleep(2)\n"),
+}
+
+
+@pytest.mark.parametrize("route", sorted(KEEPER_THREAD_ROUTES))
+def test_code_run_on_the_keepers_thread_cannot_forge_the_marker(humaneval_problem: Problem, route: str) -> None:
+    """Found by an audit: a completion's audit hook ran on the keeper's thread (its `sys._current_frames` call),
+    walked back to the keeper's frame and wrote the nonce: a wrong body passed. A finalizer run by a collection
+    on that thread is the same route. Both must fail, like the reference harness."""
+    completion = "    return None\n" + _FIND_NONCE + KEEPER_THREAD_ROUTES[route] + "assert False, 'tests failed'\n"
+    assert _reference_verdict(humaneval_problem, "    return None\n") is False
+    assert check(humaneval_problem, completion, FAST).status == "failed"
+
 def test_legitimate_programs_pass() -> None:
     """Code that uses what the keeper, the hooks and the jail touch (frames via namedtuple/enum/logging, threads,
     atexit, a multiprocessing lock)."""

@@ -5,7 +5,8 @@ Only cheap modules are imported at start-up (json/traceback would double the sta
 
 Order: resource limits, the completion keeper, audit hooks (no sockets except AF_UNIX, no writes/renames/deletes
 outside the work directory, no new programs, no signals to other processes, no ctypes, no tracing, no walking
-the interpreter's objects or other threads' frames), then the program is compiled and executed as `__main__`.
+the interpreter's objects or other threads' frames, no audit hooks of the program's own), then the program is
+compiled and executed as `__main__`.
 
 Completion marker: a check passes only when the program's code ran to its end. The parent passes a per-run
 random nonce on `nonce_fd`; a keeper thread reads it and closes that descriptor before the program starts, so
@@ -21,6 +22,7 @@ when the program raised SystemExit, 1 any other error.
 from __future__ import annotations
 
 import _thread
+import gc
 import os
 import resource
 import sys
@@ -84,6 +86,8 @@ def make_hook(workdir: str, keeper: int):
     get_ident = _thread.get_ident
 
     def hook(event: str, args: tuple) -> None:
+        if event == "sys.addaudithook":  # a program's hook would run in the keeper's thread, next to the nonce
+            raise RuntimeError("sandbox: audit hooks are the sandbox's")  # RuntimeError: the hook is not added
         if event == "sys._current_frames" and get_ident() != keeper:
             raise PermissionError("sandbox: sys._current_frames is disabled")
         if event == "open":
@@ -148,14 +152,20 @@ def _keeper(nonce_fd: int, marker_fd: int, locks: tuple, stack: tuple, main_iden
     """Holds the nonce; writes it to marker_fd only if the main thread is in `_report` called from `main`.
 
     Everything it calls was bound before the program started (no builtins: the program may rebind them)."""
-    current_frames, read, write, close = sys._current_frames, os.read, os.write, os.close
+    current_frames, read, write, close, gc_disable = sys._current_frames, os.read, os.write, os.close, gc.disable
     ready, start, done = locks
     nonce = read(nonce_fd, _NONCE_BYTES)
     close(nonce_fd)
     ready.release()
     start.acquire()
+    # No program code may run on this thread while `nonce` is a local: no collection (a program's __del__ or
+    # weakref callback would run here and could walk back to this frame), and the frames dict (which holds
+    # other threads' frames, whose release could run a finalizer) is dropped only after the nonce is gone.
+    gc_disable()
+    frames = None
     try:  # whatever happens (the program closed marker_fd), the main thread is released: no marker, a failure
-        frame = current_frames().get(main_ident)
+        frames = current_frames()
+        frame = frames.get(main_ident)
         for code in stack:
             if frame is None or frame.f_code is not code:
                 break
@@ -164,6 +174,8 @@ def _keeper(nonce_fd: int, marker_fd: int, locks: tuple, stack: tuple, main_iden
             if frame is None:
                 write(marker_fd, nonce)
     finally:
+        nonce = frame = None
+        frames = None
         done.release()
 
 
