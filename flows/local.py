@@ -34,6 +34,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "mps", "auto"))
     p.add_argument("--micro-plan", default="default", choices=("default", "tiny"))
     p.add_argument("--eval-limit", type=int, default=4, help="problems evaluated per experiment")
+    p.add_argument("--eval-temperature", type=float, default=0.2,
+                   help="eval sampling temperature (default 0.2; 0: greedy, decoded self-speculatively when the "
+                        "model has extra heads)")
+    p.add_argument("--no-speculative", dest="eval_speculative", action="store_false",
+                   help="greedy eval without self-speculative decoding")
     p.add_argument("--seeds", type=int, default=1,
                    help="training seeds per experiment (default 1: the config's seed; N > 1: run.seed = 0..N-1); "
                         "the comparison pools them in its bootstrap CIs")
@@ -98,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     summaries = wmtp_compare(CompareRequest(
         experiments=experiments, seeds=args.seeds, preset=args.preset, base_checkpoint=args.base_checkpoint,
-        device=args.device, eval_limit=args.eval_limit, upload_target=upload, micro_plan=args.micro_plan,
+        device=args.device, eval_limit=args.eval_limit, eval_temperature=args.eval_temperature,
+        eval_speculative=args.eval_speculative, upload_target=upload, micro_plan=args.micro_plan,
         train_overrides=args.overrides or DEFAULT_OVERRIDES))
     wall = time.perf_counter() - started
     print("\n=== WMTP comparison ===")

@@ -32,6 +32,8 @@ class RunSettings(BaseModel):
     eval_limit: int | None = 4
     eval_n: int = 1
     eval_max_new_tokens: int = 64
+    eval_temperature: float = Field(default=0.2, ge=0.0)  # 0: greedy decoding
+    eval_speculative: bool = True  # greedy + a model with extra heads: self-speculative decoding (same outputs)
     upload_target: str | None = None  # a directory, volume://…, "local-volume", or None (no upload)
     micro_plan: str = "default"
     train_overrides: list[str] = Field(default_factory=list)  # `wmtp train --set` KEY=VALUE for every stage
@@ -50,6 +52,12 @@ class RunRequest(RunSettings):
     def overrides(self) -> list[str]:
         """`--set` overrides of every stage: the given ones, then the seed."""
         return [*self.train_overrides, *([f"run.seed={self.seed}"] if self.seed is not None else [])]
+
+    @property
+    def eval_decoding(self) -> dict:
+        """The harness's decoding arguments: `speculative` None lets it decode speculatively when greedy and the
+        model has extra heads; False turns that off."""
+        return {"temperature": self.eval_temperature, "speculative": None if self.eval_speculative else False}
 
 
 class CompareRequest(RunSettings):

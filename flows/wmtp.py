@@ -40,7 +40,6 @@ from wmtp_core.tracking.mlflow_backend import resolve_tracking_uri
 from wmtp_core.train.job import TrainJob, overrides_from
 
 DATA_MAX_TOKENS = 2048
-EVAL_TEMPERATURE = 0.2  # sampling temperature of the flow's pass@k
 
 
 class Steps:
@@ -175,7 +174,7 @@ def _run(r: RunRequest, loc: Locations, steps: Steps, parent: str) -> Experiment
         out_dir = out_dir if seed is None else out_dir.with_name(f"{out_dir.name}-s{seed}")
         evaluation = steps.add("evaluate", evaluate.submit(
             stage2, dataset=r.eval_dataset, n=r.eval_n, ks=[1], limit=r.eval_limit, out_dir=str(out_dir),
-            max_new_tokens=r.eval_max_new_tokens, temperature=EVAL_TEMPERATURE, seed=seed or 0, device=r.device,
+            max_new_tokens=r.eval_max_new_tokens, **r.eval_decoding, seed=seed or 0, device=r.device,
             parent_run_id=parent)).result()
     else:
         steps.add("evaluate", skip("evaluate", f"trained model {trained.model_dir} is not on this machine"))

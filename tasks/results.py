@@ -64,6 +64,7 @@ class EvalSummary:
     samples_path: Path | None
     results_path: Path | None
     mlflow_run_id: str | None = None
+    speculative: bool = False  # which decoder ran: self-speculative (greedy, extra heads) or plain
 
 
 @dataclass(frozen=True)

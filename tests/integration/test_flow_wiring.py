@@ -74,6 +74,10 @@ def test_verifiable_flow_lineage_mlflow_provenance_and_cache(env, tmp_path: Path
     children = client.search_runs([parent.info.experiment_id],
                                   f"tags.mlflow.parentRunId = '{first.mlflow_parent_run_id}'")
     assert [c.data.metrics["pass_at_1"] for c in children] == [0.25]
+    # the default request samples (temperature 0.2): the harness decides (None) and the step records plain decoding
+    assert [(c["temperature"], c["speculative"]) for c in fakes.eval_calls] == [(0.2, None)]
+    assert {k: children[0].data.params[k] for k in ("temperature", "speculative")} == \
+        {"temperature": "0.2", "speculative": "False"}
     assert first.pass_at_k == {"pass@1": 0.25}
 
     record = (first.model_dir.parent / "provenance.json").read_text()
@@ -134,12 +138,14 @@ def test_compare_runs_each_experiment_under_several_seeds(env, tmp_path: Path, m
     fakes, storage = env
     monkeypatch.setattr(flows.wmtp, "wmtp", _flow(tmp_path))
     compare = flows.wmtp.wmtp_compare.with_options(result_storage=tmp_path / "results")
-    runs = compare(CompareRequest(experiments=["baseline"], seeds=2, storage_root=str(storage)))
+    runs = compare(CompareRequest(experiments=["baseline"], seeds=2, storage_root=str(storage), eval_temperature=0.0,
+                                  eval_speculative=False))
 
     assert [r.seed for r in runs] == [0, 1]
     assert [job.overrides.get("run.seed") for job in fakes.jobs] == [0, 1]
     names = [job.run_name for job in fakes.jobs]
     assert names[0].endswith("-s0") and names[1].endswith("-s1")
     assert runs[0].eval_results_path != runs[1].eval_results_path
+    assert [(c["temperature"], c["speculative"]) for c in fakes.eval_calls] == [(0.0, False)] * 2  # greedy, plain
     (row,) = comparison_rows(runs)
     assert row["seeds"] == "2 (0,1)" and row["pass@1 [95% CI]"].startswith("0.250 [")

@@ -46,7 +46,9 @@ def test_run_request_validates_the_flow_parameters() -> None:
     with pytest.raises(ValidationError, match="experiment"):
         RunRequest(**{**given, "experiment": "rho1_weighted"})
     with pytest.raises(ValidationError, match="Extra inputs"):
-        RunRequest(**given, eval_temperature=0.5)
+        RunRequest(**given, eval_top_p=0.5)
+    with pytest.raises(ValidationError, match="eval_temperature"):
+        RunRequest(**given, eval_temperature=-0.1)
     with pytest.raises(ValidationError, match="experiment"):  # no default experiment: a request names one
         RunRequest()
 
@@ -65,8 +67,8 @@ def test_the_flow_takes_one_request_whose_fields_the_schema_shows() -> None:
     assert list(schema["properties"]) == ["request"]
     fields = schema["definitions"]["RunRequest"]["properties"]
     expected = {"experiment", "preset", "use_micro_model", "dataset_suffix", "base_checkpoint", "infrastructure",
-                "device", "eval_dataset", "eval_limit", "eval_n", "eval_max_new_tokens", "upload_target", "micro_plan",
-                "train_overrides", "storage_root", "seed"}
+                "device", "eval_dataset", "eval_limit", "eval_n", "eval_max_new_tokens", "eval_temperature", "eval_speculative",
+                "upload_target", "micro_plan", "train_overrides", "storage_root", "seed"}
     assert set(fields) == expected
     assert schema["definitions"]["RunRequest"]["additionalProperties"] is False
     assert sorted(fields["experiment"]["enum"]) == sorted(EXPERIMENTS)
@@ -77,8 +79,9 @@ def test_the_flow_takes_one_request_whose_fields_the_schema_shows() -> None:
     request = wmtp.validate_parameters({"request": {"experiment": "verifiable"}})["request"]
     assert (request.experiment, request.dataset_suffix, request.eval_max_new_tokens, request.seed) == \
         ("verifiable", "small", 64, None)
-    with pytest.raises(ParameterTypeError, match="eval_temperature"):
-        wmtp.validate_parameters({"request": {"experiment": "verifiable", "eval_temperature": 0.5}})
+    assert (request.eval_temperature, request.eval_speculative) == (0.2, True)
+    with pytest.raises(ParameterTypeError, match="eval_top_p"):
+        wmtp.validate_parameters({"request": {"experiment": "verifiable", "eval_top_p": 0.5}})
     with pytest.raises(ParameterTypeError, match="experiment"):
         wmtp.validate_parameters({"request": {"experiment": "rho1_weighted"}})
 
@@ -90,3 +93,25 @@ def test_the_flow_takes_one_request_whose_fields_the_schema_shows() -> None:
     assert [(r.experiment, r.seed) for r in CompareRequest().runs()] == [(e, None) for e in EXPERIMENTS]
     with pytest.raises(ParameterTypeError, match="seeds"):
         wmtp_compare.validate_parameters({"request": {"seeds": 0}})
+
+
+def test_eval_decoding_reaches_the_harness(tmp_path: Path, monkeypatch) -> None:
+    """A greedy request: the eval step lets the harness decode speculatively (the stand-in model has extra heads)
+    and records it; eval_speculative=False turns it off; the default (temperature 0.2) samples plainly."""
+    from fixtures.orch import StandIns
+
+    from flows.request import RunRequest
+    from tasks.evaluate import evaluate
+    from tasks.results import StageResult
+
+    fakes = StandIns(monkeypatch, tmp_path / "stand-ins")
+    stage = StageResult("stage2", "baseline", tmp_path, tmp_path / "model", None, None, None, {}, None, "local")
+    greedy_plain = {"eval_temperature": 0.0, "eval_speculative": False}
+    cases = [({"eval_temperature": 0.0}, None, True), (greedy_plain, False, False), ({}, None, False)]
+    for i, (fields, speculative, ran) in enumerate(cases):
+        request = RunRequest(experiment="baseline", **fields)
+        summary = evaluate.fn(stage, dataset="mbpp", n=1, ks=[1], limit=4, out_dir=str(tmp_path / f"eval{i}"),
+                              max_new_tokens=8, **request.eval_decoding, seed=0, device="cpu", parent_run_id=None)
+        got = fakes.eval_calls[-1]
+        assert (got["temperature"], got["speculative"], summary.speculative) == \
+            (fields.get("eval_temperature", 0.2), speculative, ran)

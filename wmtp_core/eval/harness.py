@@ -48,6 +48,7 @@ class EvalResult:
     results_path: Path
     summary_path: Path
     generation: dict = field(default_factory=dict)
+    speculative: bool = False  # which decoder ran: self-speculative (True) or plain
 
     def to_dict(self) -> dict:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
@@ -164,10 +165,10 @@ def evaluate(model_dir: str | Path, dataset: str, n: int, ks: list[int], limit: 
     pass_k = mean_pass_at_k(pass_counts(results).values(), ks)
     result = EvalResult(dataset, n, list(ks), pass_k, len(problems), len(excluded), len(results),
                         sum(r["passed"] for r in results), samples_path, results_path, out_dir / "summary.json",
-                        gen_info)
+                        gen_info, speculative)
     summary = result.to_dict() | {
         "model_dir": str(model_dir), "excluded_task_ids": excluded, "sampling": cfg.model_dump(),
-        "speculative": speculative, "sandbox_isolation": detect_isolation().name,
+        "sandbox_isolation": detect_isolation().name,
         "sandbox_filesystem": detect_isolation().filesystem,  # "host": an --allow-unisolated run
     }
     atomic_write_json(result.summary_path, summary)
