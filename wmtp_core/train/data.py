@@ -19,8 +19,16 @@ def load_rows(cfg: ResolvedConfig, include_incorrect: bool) -> Any:
     rows = load_processed(cfg.resolved_path("datasets_root"), list(cfg.data.sources), cfg.data.split,
                           suffix=cfg.data.suffix, include_incorrect=include_incorrect)
     if len(rows) == 0:
-        raise ValueError(f"{cfg.resolved_path('datasets_root')}: no rows for sources {cfg.data.sources} "
-                         f"split {cfg.data.split!r} suffix {cfg.data.suffix!r}")
+        from wmtp_core.data.errors import DatasetError
+        from wmtp_core.data.layout import display_path
+        from wmtp_core.data.loading import processed_files
+
+        files = processed_files(cfg.resolved_path("datasets_root"), list(cfg.data.sources), cfg.data.split,
+                                cfg.data.suffix, include_incorrect=include_incorrect)
+        listing = "; ".join(f"{display_path(f)}: {_count_lines(f)} rows" for f in files)
+        raise DatasetError(f"data: no rows for sources {list(cfg.data.sources)} split {cfg.data.split!r} "
+                           f"suffix {cfg.data.suffix!r} in {cfg.resolved_path('datasets_root')} ({listing}); "
+                           f"run `wmtp prepare-data` or choose data.sources / data.split / data.suffix that hold rows")
     if include_incorrect:
         check_both_classes(cfg, rows)
     return rows
