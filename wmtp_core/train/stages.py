@@ -17,6 +17,7 @@ from torch import nn
 
 from vendor.meta_llama.model import Transformer
 from wmtp_core.config import ResolvedConfig
+from wmtp_core.experiments import spec
 from wmtp_core.losses import count_valid_labels, weighted_mtp_loss
 from wmtp_core.model.finetune import set_trainable
 from wmtp_core.model.value_head import ValueHead
@@ -28,7 +29,6 @@ from wmtp_core.weighting.strategies import (
     WeightingStrategy,
     count_target_tokens,
     fp32,
-    make_strategy,
     target_mask,
 )
 
@@ -48,8 +48,9 @@ def trunk_parameters(model: Transformer) -> list[nn.Parameter]:
 
 
 def build_strategy(cfg: ResolvedConfig, models: Models, constant_value: float | None = None) -> WeightingStrategy:
-    return make_strategy(cfg.experiment, value_head=models.value_head, verifiable=cfg.verifiable,
-                         ref_model=models.reference, rho1=cfg.rho1, constant_value=constant_value)
+    """Stage 2's weighting strategy, built by the experiment's registry entry (`Spec.strategy`)."""
+    return spec(cfg.experiment).strategy(value_head=models.value_head, verifiable=cfg.verifiable,
+                                         ref_model=models.reference, rho1=cfg.rho1, constant_value=constant_value)
 
 
 def stage1_mean_value(history: list[dict[str, float]]) -> float | None:
