@@ -55,3 +55,19 @@ def _check_report(report: dict, split: str) -> None:
         assert set(report[kind]) == {"critic", "constant_critic", "position_matched"}
         assert all(0.0 <= v <= 1.0 for v in report[kind].values())
     assert report["classification_auroc"]["constant_critic"] == 0.5
+
+
+def test_profile_is_written_and_logged_without_heatmap_samples(tmp_path: Path) -> None:
+    """The weight-by-distance profile does not depend on the heatmap probe: `logging.heatmap_samples: 0` (a valid
+    setting) once returned before the profile was written."""
+    from wmtp_core.train.run import run_training
+
+    data = write_tiny_datasets(tmp_path / "datasets")
+    cfg = train_config(tmp_path, "baseline", tiny_model_dir(tmp_path), data,
+                       overrides=["logging.heatmap_samples=0", "logging.histogram_every=1000"])
+    result = run_training(cfg, run_name="no-heatmap")
+    reports = result.output_dir / "reports"
+    assert not list(reports.glob("token_weights_*.html"))  # no probe ran
+    profile = json.loads((reports / "weight_profile.json").read_text())
+    assert profile["mean_weight"][0] == pytest.approx(1.0)  # baseline: weight 1 at every distance
+    assert 0.0 < profile["last10_share"] < 1.0 and (reports / "weight_profile.png").is_file()

@@ -47,3 +47,15 @@ def test_rows_of_one_class_only_are_refused(tmp_path: Path) -> None:
         (data / source / "processed" / "train_small.jsonl").write_text("")
     with pytest.raises(DatasetError, match=r"got 8 correct and 0 incorrect .*processed/train_small.jsonl: 0 rows"):
         load_rows(_cfg(tmp_path, data), include_incorrect=True)
+
+
+def test_a_source_without_negatives_is_refused_even_when_another_has_them(tmp_path: Path) -> None:
+    """One source's empty incorrect file is not hidden by another source's negatives: with mbpp all-correct the
+    critic could learn "mbpp -> correct" instead of the reward."""
+    data = write_tiny_datasets(tmp_path / "d")
+    (data / "mbpp" / "processed_incorrect" / "train_small.jsonl").write_text("")
+    with pytest.raises(DatasetError) as err:
+        load_rows(_cfg(tmp_path, data), include_incorrect=True)
+    msg = str(err.value)
+    assert "mbpp has only one class" in msg and "codecontests: 6 correct / 4 incorrect" in msg
+    assert "mbpp: 6 correct / 0 incorrect" in msg and "mbpp/processed_incorrect/train_small.jsonl: 0 rows" in msg

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from vendor.meta_llama.model import ModelArgs
 from wmtp_core.config import ResolvedConfig
+from wmtp_core.experiments import spec
 from wmtp_core.plan.memory import GIB, MemoryPlan, PlanInputs, plan_memory, with_changes
 
 # Meta's 7B multi-token-prediction checkpoint (params.json of 7B_1T_4): the vendor defaults with 4 heads.
@@ -73,15 +74,16 @@ def inputs_from_config(cfg: ResolvedConfig, gpus: int, bf16: bool = True, shape:
     """The plan's inputs for Stage 2 of `cfg` on `gpus` GPUs (bf16: CUDA autocast, as `precision: auto`).
     Model dims: `args` / `reference_args` when given, else the named `shape`, else the configured dirs."""
     args = args or model_args_for(cfg, shape)
+    experiment = spec(cfg.experiment)
     reference = None
-    if cfg.experiment == "rho1":
+    if experiment.needs_reference:
         reference = reference_args or model_args_for(cfg, shape, which="reference")
     m, t = cfg.model, cfg.train
     return PlanInputs(args=args, batch=t.batch_size, seq=cfg.data.max_len, chunk=t.chunk_size,
                       finetune=m.finetune, lora_rank=m.lora.rank, lora_targets=tuple(m.lora.target_modules),
                       heads_trunk_blocks=m.heads_trunk_blocks, activation_checkpointing=m.activation_checkpointing,
                       bf16=bf16, gpus=gpus, cpu_offload=m.cpu_offload, reference=reference,
-                      value_head=cfg.experiment == "verifiable", value_hidden=cfg.stage1.value_hidden)
+                      value_head=experiment.needs_stage1, value_hidden=cfg.stage1.value_hidden)
 
 
 @dataclass

@@ -19,8 +19,16 @@ def load_rows(cfg: ResolvedConfig, include_incorrect: bool) -> Any:
     rows = load_processed(cfg.resolved_path("datasets_root"), list(cfg.data.sources), cfg.data.split,
                           suffix=cfg.data.suffix, include_incorrect=include_incorrect)
     if len(rows) == 0:
-        raise ValueError(f"{cfg.resolved_path('datasets_root')}: no rows for sources {cfg.data.sources} "
-                         f"split {cfg.data.split!r} suffix {cfg.data.suffix!r}")
+        from wmtp_core.data.errors import DatasetError
+        from wmtp_core.data.layout import display_path
+        from wmtp_core.data.loading import processed_files
+
+        files = processed_files(cfg.resolved_path("datasets_root"), list(cfg.data.sources), cfg.data.split,
+                                cfg.data.suffix, include_incorrect=include_incorrect)
+        listing = "; ".join(f"{display_path(f)}: {_count_lines(f)} rows" for f in files)
+        raise DatasetError(f"data: no rows for sources {list(cfg.data.sources)} split {cfg.data.split!r} "
+                           f"suffix {cfg.data.suffix!r} in {cfg.resolved_path('datasets_root')} ({listing}); "
+                           f"run `wmtp prepare-data` or choose data.sources / data.split / data.suffix that hold rows")
     if include_incorrect:
         check_both_classes(cfg, rows)
     return rows
@@ -33,13 +41,22 @@ def check_both_classes(cfg: ResolvedConfig, rows: Any) -> None:
     from wmtp_core.data.layout import display_path
     from wmtp_core.data.loading import processed_files
 
-    flags = [bool(meta["is_correct"]) for meta in rows["metadata"]]
-    n_correct, n_incorrect = sum(flags), len(flags) - sum(flags)
-    if n_correct and n_incorrect:
+    per_source = {source: [0, 0] for source in cfg.data.sources}  # source -> [incorrect, correct]
+    for meta in rows["metadata"]:
+        per_source.setdefault(meta["source"], [0, 0])[bool(meta["is_correct"])] += 1
+    n_incorrect, n_correct = (sum(c[i] for c in per_source.values()) for i in (0, 1))
+    lacking = [s for s, (bad, good) in per_source.items() if not (bad and good)]
+    if not lacking:
         return
     files = processed_files(cfg.resolved_path("datasets_root"), list(cfg.data.sources), cfg.data.split,
                             cfg.data.suffix, include_incorrect=True)
     listing = "; ".join(f"{display_path(f)}: {_count_lines(f)} rows" for f in files)
+    if n_correct and n_incorrect:  # one source with a single class: the critic could learn the source, not the reward
+        counts = ", ".join(f"{s}: {good} correct / {bad} incorrect" for s, (bad, good) in per_source.items())
+        raise DatasetError(f"stage1 needs correct and incorrect rows from every source in data.sources, "
+                           f"{', '.join(lacking)} has only one class ({counts}) in {listing}; a critic could learn "
+                           f"which source a row came from instead of its reward: add that source's negatives "
+                           f"(`wmtp make-negatives` / `wmtp label`) or drop it from data.sources")
     missing = "incorrect" if n_correct else "correct"
     raise DatasetError(f"stage1 needs correct and incorrect rows, got {n_correct} correct and {n_incorrect} "
                        f"incorrect (no {missing} rows) in {listing}; run `wmtp make-negatives` / `wmtp label` or "

@@ -235,22 +235,26 @@ class Trainer:
             self.report(f"{stage}-step{step:07d}", source, html=False)
 
     def report(self, tag: str, source: BatchSource, html: bool = True) -> None:
+        paths = self.probe_reports(tag, source, html)
+        if wd.is_main() and tag == "final" and self.profile is not None and self.profile.counts.sum() > 0:
+            paths += self.write_profile()  # whatever logging.heatmap_samples says
+        for path in paths:
+            self.logger.log_artifact(path, "reports")
+
+    def probe_reports(self, tag: str, source: BatchSource, html: bool) -> list[Path]:
+        """Heatmap / histograms of `logging.heatmap_samples` rows (none when 0); files on rank 0 only."""
         n = min(self.cfg.logging.heatmap_samples, len(source.rows))
         if n == 0:
-            return
+            return []
         batch = source.batch_for(list(range(n)))
         strategy = self.strategy
         if strategy is None:
             strategy = build_strategy(self.cfg, self.models, self.stage1_mean())
         result = probe(self.cfg, self.models, strategy, batch)  # every rank: the model is sharded
         if not wd.is_main():
-            return
-        paths = write_reports(self.reports_dir, tag, self.adapter.tokenizer, batch, result, self.cfg.experiment,
-                              html=html)
-        if tag == "final" and self.profile is not None and self.profile.counts.sum() > 0:
-            paths += self.write_profile()
-        for path in paths:
-            self.logger.log_artifact(path, "reports")
+            return []
+        return list(write_reports(self.reports_dir, tag, self.adapter.tokenizer, batch, result,
+                                  self.cfg.experiment, html=html))
 
     def write_profile(self) -> list[Path]:
         """Stage 2's weight-by-distance-to-EOS profile: metrics (logger), weight_profile.json and a plot."""

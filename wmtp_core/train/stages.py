@@ -17,10 +17,12 @@ from torch import nn
 
 from vendor.meta_llama.model import Transformer
 from wmtp_core.config import ResolvedConfig
+from wmtp_core.experiments import spec
 from wmtp_core.losses import count_valid_labels, weighted_mtp_loss
 from wmtp_core.model.finetune import set_trainable
 from wmtp_core.model.value_head import ValueHead
 from wmtp_core.train.data import BatchSource
+from wmtp_core.train.errors import RunSetupError
 from wmtp_core.train.loop import Metrics, StagePlan
 from wmtp_core.weighting.critic import critic_loss
 from wmtp_core.weighting.position import PROFILE_CAP, profile_sums, weight_summary
@@ -28,7 +30,6 @@ from wmtp_core.weighting.strategies import (
     WeightingStrategy,
     count_target_tokens,
     fp32,
-    make_strategy,
     target_mask,
 )
 
@@ -48,8 +49,15 @@ def trunk_parameters(model: Transformer) -> list[nn.Parameter]:
 
 
 def build_strategy(cfg: ResolvedConfig, models: Models, constant_value: float | None = None) -> WeightingStrategy:
-    return make_strategy(cfg.experiment, value_head=models.value_head, verifiable=cfg.verifiable,
-                         ref_model=models.reference, rho1=cfg.rho1, constant_value=constant_value)
+    """Stage 2's weighting strategy, built by the experiment's registry entry (`Spec.strategy`). A RunSetupError
+    when `verifiable.mode: constant_critic` has no Stage 1 mean value (no Stage 1 history in this run)."""
+    experiment = spec(cfg.experiment)
+    if experiment.needs_stage1 and cfg.verifiable.mode == "constant_critic" and constant_value is None:
+        raise RunSetupError("verifiable.mode: constant_critic needs the Stage 1 mean value, but this run has no "
+                            "Stage 1 history: train Stage 1 first (stages: stage1,stage2) or choose another "
+                            "verifiable.mode")
+    return experiment.strategy(value_head=models.value_head, verifiable=cfg.verifiable,
+                               ref_model=models.reference, rho1=cfg.rho1, constant_value=constant_value)
 
 
 def stage1_mean_value(history: list[dict[str, float]]) -> float | None:

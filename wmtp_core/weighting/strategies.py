@@ -282,15 +282,11 @@ StrategyName = Literal["baseline", "verifiable", "rho1"]
 def make_strategy(name: StrategyName, *, value_head: ValueHead | None = None,
                   verifiable: VerifiableConfig | None = None, ref_model: nn.Module | None = None,
                   rho1: Rho1Config | None = None, constant_value: float | None = None) -> WeightingStrategy:
-    """Build the strategy for an experiment; raises naming the missing piece."""
-    if name == "baseline":
-        return BaselineStrategy()
-    if name == "verifiable":
-        if value_head is None:
-            raise ValueError("strategy 'verifiable' needs value_head")
-        return VerifiableStrategy(value_head, verifiable or VerifiableConfig(), constant_value)
-    if name == "rho1":
-        if ref_model is None:
-            raise ValueError("strategy 'rho1' needs ref_model (a reference Transformer sharing the tokenizer)")
-        return Rho1Strategy(ref_model, rho1 or Rho1Config())
-    raise ValueError(f"weighting strategy must be 'baseline', 'verifiable' or 'rho1', got {name!r}")
+    """Build the strategy of experiment `name` through the registry (wmtp_core.experiments); raises naming the
+    missing piece."""
+    from wmtp_core.experiments import EXPERIMENTS  # the registry's builders import this module lazily
+
+    if name not in EXPERIMENTS:
+        raise ValueError(f"weighting strategy must be one of {list(EXPERIMENTS)}, got {name!r}")
+    return EXPERIMENTS[name].strategy(value_head=value_head, verifiable=verifiable, ref_model=ref_model,
+                                      rho1=rho1, constant_value=constant_value)
