@@ -114,9 +114,9 @@ def test_deploy_worker_and_run_verifiable_deployment(server) -> None:
     assert worker.poll() is not None
     # the server checks a run's request against the deployment's parameter schema: an unknown field is refused
     refused = subprocess.run([*PREFECT, "deployment", "run", "wmtp/baseline", "--param",
-                              'request={"experiment": "baseline", "eval_temperature": 0.5}'],
+                              'request={"experiment": "baseline", "eval_top_p": 0.5}'],
                              cwd=paths.REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert refused.returncode != 0 and "eval_temperature" in refused.stdout + refused.stderr, refused.stdout[-2000:]
+    assert refused.returncode != 0 and "eval_top_p" in refused.stdout + refused.stderr, refused.stdout[-2000:]
     # the deployment ran the whole DAG: the upload target `local-volume` is the volume stand-in under the storage
     volume = storage / "runs" / "_volume"
     assert (volume / ".wmtp-manifest.json").is_file() and (volume / "model" / "metadata.json").is_file()
