@@ -30,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _rounds import load_now, load_report, spread  # noqa: E402
+from _shape import add_shape_args, micro_model_args  # noqa: E402
 
 from vendor.meta_llama.model import ModelArgs, Transformer  # noqa: E402
 from vendor.meta_llama.tokenizer import Tokenizer  # noqa: E402
@@ -43,11 +44,7 @@ MBPP = paths.DATASETS_ROOT / "mbpp" / "source" / "mbpp.jsonl"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dim", type=int, default=512)
-    p.add_argument("--n-heads", type=int, default=4)
-    p.add_argument("--trunk-layers", type=int, default=2)
-    p.add_argument("--n-future", type=int, default=4)
-    p.add_argument("--ffn", type=int, default=1024)
+    add_shape_args(p)
     p.add_argument("--solutions", type=int, default=48, help="MBPP solutions to train on")
     p.add_argument("--steps", type=int, default=300, help="training steps (bounded CPU work)")
     p.add_argument("--seq", type=int, default=128)
@@ -66,10 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def model_args(a: argparse.Namespace, vocab: int) -> ModelArgs:
-    ffn_multiplier = a.ffn / int(2 * 4 * a.dim / 3)  # ModelArgs' SwiGLU rule, landing exactly on --ffn
-    return ModelArgs(dim=a.dim, n_layers=a.trunk_layers + a.n_future, n_heads=a.n_heads, vocab_size=vocab,
-                     multiple_of=16, ffn_dim_multiplier=ffn_multiplier, n_future_tokens=a.n_future,
-                     max_seq_len=max(a.seq, a.prompt_tokens + a.max_new_tokens))
+    return micro_model_args(a, vocab, max_seq_len=max(a.seq, a.prompt_tokens + a.max_new_tokens))
 
 
 def corpus(tokenizer: Tokenizer, n: int) -> list[list[int]]:

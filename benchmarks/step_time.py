@@ -41,6 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _rounds import load_now, load_report, spread  # noqa: E402
+from _shape import add_shape_args, micro_model_args  # noqa: E402
 
 CASES = ("ntp", "baseline", "verifiable", "rho1", "baseline_ref")
 RATIOS = {"baseline_over_ntp": ("baseline", "ntp", 1.25), "verifiable_over_baseline": ("verifiable", "baseline", 1.10),
@@ -50,11 +51,7 @@ SGEMM_N = 2048
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dim", type=int, default=512)
-    p.add_argument("--n-heads", type=int, default=4)
-    p.add_argument("--trunk-layers", type=int, default=2)
-    p.add_argument("--n-future", type=int, default=4)
-    p.add_argument("--ffn", type=int, default=1024)
+    add_shape_args(p)
     p.add_argument("--vocab", type=int, default=32000)
     p.add_argument("--seq", type=int, default=1024)
     p.add_argument("--batch", type=int, default=2)
@@ -73,13 +70,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def _model(a: argparse.Namespace, seed: int):
     import torch
 
-    from vendor.meta_llama.model import ModelArgs, Transformer
-    from wmtp_core.artifacts.dims import with_ffn_hidden
+    from vendor.meta_llama.model import Transformer
 
     torch.manual_seed(seed)
-    args = ModelArgs(dim=a.dim, n_layers=a.trunk_layers + a.n_future, n_heads=a.n_heads, vocab_size=a.vocab,
-                     n_future_tokens=a.n_future, max_seq_len=a.seq)
-    return Transformer(with_ffn_hidden(args, a.ffn))
+    return Transformer(micro_model_args(a, a.vocab, max_seq_len=a.seq))
 
 
 def synthetic_rows(a: argparse.Namespace) -> list[dict]:
