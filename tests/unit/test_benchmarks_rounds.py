@@ -69,19 +69,21 @@ def test_step_time_json_shape_on_a_tiny_run(capsys) -> None:
 
 
 def test_speculative_benchmark_json_shape_on_a_tiny_run(tmp_path, capsys) -> None:
-    speculative.main(["--dim", "32", "--ffn", "64", "--n-heads", "2", "--steps", "2", "--solutions", "4",
-                      "--seq", "32", "--batch", "2", "--prompts", "1", "--prompt-tokens", "4", "--max-new-tokens", "6",
-                      "--rounds", "2", "--cache-dir", str(tmp_path), "--train-threads", "1", "--sweep"])
+    tiny = ["--dim", "32", "--ffn", "64", "--n-heads", "2", "--trunk-layers", "2", "--steps", "2", "--solutions", "4",
+            "--seq", "32", "--batch", "2", "--prompts", "1", "--prompt-tokens", "4", "--max-new-tokens", "6",
+            "--cache-dir", str(tmp_path), "--train-threads", "1"]
+    speculative.main([*tiny, "--rounds", "2", "--sweep"])
     out = json.loads(capsys.readouterr().out)
-    assert out["random"]["fixed_3"]["tokens_per_forward"] == 1.0 and "fixed_1" in out["trained"]
+    assert out["random"]["fixed_3"]["tokens_per_forward"] == 1.0 and {"fixed_1", "timed"} <= set(out["trained"])
+    # weights a greedy step reads: 3 blocks (4 * 32^2 + 3 * 32 * 64) + final norm 32 + output 32 x 8000, fp32
+    assert out["shape"]["greedy_step_weights_mb"] == round(4 * (3 * (4 * 32 * 32 + 3 * 32 * 64 + 64) + 32 + 32 * 8000)
+                                                           / 2**20, 1)
     for name in ("trained", "random"):
         side = out[name]
         assert side["outputs_identical"] is True and side["tokens_per_forward"] >= 1.0
         assert side["ratio_speculative_over_greedy"]["rounds"] == 2
     assert out["trained"]["training"]["steps"] == 2 and len(list(tmp_path.glob("*.pt"))) == 1
-    speculative.main(["--dim", "32", "--ffn", "64", "--n-heads", "2", "--steps", "2", "--solutions", "4",
-                      "--seq", "32", "--batch", "2", "--prompts", "1", "--prompt-tokens", "4", "--max-new-tokens", "6",
-                      "--rounds", "1", "--cache-dir", str(tmp_path), "--train-threads", "1"])
+    speculative.main([*tiny, "--rounds", "1"])
     assert "reused" in json.loads(capsys.readouterr().out)["trained"]["training"]
 
 

@@ -16,22 +16,26 @@ masked out of attention from then on, and its RoPE positions continue from its o
 every row sees exactly its own accepted sequence at its own positions. At batch 1 there are never holes.
 
 Draft length: `draft_len` (1..n_future-1, default n_future-1) is the most drafts per step. With `adaptive` (the
-default) each step uses the length with the most expected tokens per second: expected tokens from running
-acceptance rates of heads 1..j (each conditional on the heads before it), seconds from the measured time of steps
-with that length (kept in `SpeculativeStats.step_seconds`, so calls sharing stats share them); a length not yet
-measured is extrapolated from the nearest measured one with `draft_cost`, the cost of one draft relative to a
-greedy step (default: one head block's parameters over those of trunk + head 0 + output, the weight bytes a
-memory-bound step reads), which alone decides until anything was measured. When no draft pays, steps are plain
-greedy steps (one token through trunk and head 0) and a single-draft probe runs after 1, 2, 4 .. 32 steps, so the
-cost at zero acceptance approaches greedy's. Extra heads that skipped steps catch up from the stored trunk outputs
-in one multi-position pass the next time they draft. Timing only chooses lengths; outputs never depend on it.
+default) each step uses the length with the most expected tokens per unit of cost: expected tokens from running
+acceptance rates of heads 1..j (each conditional on the heads before it); cost 1 + k * `draft_cost` for k drafts,
+`draft_cost` being the cost of one draft relative to a greedy step (default: one head block's parameters over those
+of trunk + head 0 + output, the weight bytes a memory-bound step reads). Only lengths whose last draft is expected
+to pay for itself (joint acceptance > `draft_cost`) are candidates. When no draft pays, steps are plain greedy steps
+(one token through trunk and head 0) and a single-draft probe runs after 1, 2, 4 .. 64 steps, so the cost at zero
+acceptance approaches greedy's. Extra heads that skipped steps catch up from the stored trunk outputs in one
+multi-position pass the next time they draft. This schedule is a function of the model's outputs alone, so a rerun
+gives the same tokens. With `timed`, measured step times (kept in `SpeculativeStats.step_seconds`) replace the
+weight-cost model: faster on hardware whose step cost is not proportional to weight bytes (cache or kernel cliffs),
+but the schedule, hence the chunk widths, then depends on timing, and so may the output at a floating-point
+near-tie (next paragraph).
 
 Exactness: outputs equal plain greedy decoding when each argmax does not depend on the chunk width. In exact
 arithmetic it does not; in floating point a k+1-token forward may differ from a 1-token forward in the last bits
 (matmul reduction order), which can flip an argmax only at a near-tie of the two best logits. Verification
 therefore compares drafts with the verify pass's own argmax (never with logits from another pass), so the output
-is always the greedy sequence of the chunked forward; the tests assert token equality with a plain greedy loop on
-models whose top logits are well separated.
+is always the greedy sequence of the chunked forward, and (untimed schedule) the same on every run; the tests assert
+token equality with a plain greedy loop on models whose top logits are well separated, and the benchmark reports
+whether every output was identical.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ class SpeculativeConfig(BaseModel):
 
     draft_len: int | None = Field(None, ge=1)  # most drafts per step; None = n_future - 1
     adaptive: bool = True  # draft only as many as pay for themselves (see module doc)
+    timed: bool = False  # adaptive cost from measured step times instead of weights (outputs may vary, module doc)
     draft_cost: float | None = Field(None, ge=0.0)  # one draft's cost relative to a greedy step; None = weights
 
     def resolve(self, n_future: int) -> int:
@@ -122,25 +127,27 @@ def draft_cost(model: Transformer) -> float:
 
 
 class DraftLength:
-    """Each step's draft length: fixed, or (adaptive) the one with the most expected tokens per second.
+    """Each step's draft length: fixed, or (adaptive) the one with the most expected tokens per unit of cost.
 
     Expected tokens of k drafts: 1 + the sum over j <= k of the joint acceptance of heads 1..j (running rates).
-    Seconds of a step with k drafts: measured (running mean of its drafting + verify + bookkeeping time), else
-    extrapolated from the nearest measured length with the weight cost per draft; every length the weight-cost rule
-    (draft while the joint acceptance exceeds `cost`) says pays is tried, longest first, until it was timed; only
-    those lengths (and 0) are candidates. When 0 drafts is best, a
-    one-draft probe runs after 1, 2, 4 .. PROBE_MAX_WAIT greedy steps. Timing only chooses k: outputs never
-    depend on it."""
+    Candidates: the lengths whose last draft pays for itself under the weight-cost rule (joint acceptance > `cost`),
+    and 0. Cost of a step with k drafts: 1 + k * `cost` greedy steps, or, when `timed`, its measured seconds
+    (running mean; a length not yet timed is tried once, longest first, and extrapolated from the nearest timed
+    one until then). When 0 drafts is best, a one-draft probe runs after 1, 2, 4 .. PROBE_MAX_WAIT greedy steps.
+    Untimed, the schedule depends only on acceptance, so reruns are identical."""
 
-    def __init__(self, k_max: int, adaptive: bool, cost: float, stats: SpeculativeStats | None = None) -> None:
-        self.k_max, self.adaptive, self.cost = k_max, adaptive, cost
+    def __init__(self, k_max: int, adaptive: bool, cost: float, stats: SpeculativeStats | None = None,
+                 timed: bool = False) -> None:
+        self.k_max, self.adaptive, self.cost, self.timed = k_max, adaptive, cost, timed
         stats = stats if stats is not None else SpeculativeStats()
         stats.draft_rates += [PRIOR_RATE] * (k_max - len(stats.draft_rates))
         self.rate = stats.draft_rates  # running P(head j's draft accepted | drafts before it accepted) (shared)
-        self.seconds = stats.step_seconds  # running seconds of a step with k drafts (shared)
+        self.seconds = stats.step_seconds  # running seconds of a step with k drafts (shared; timed only)
         self.probe = stats.probe  # [greedy steps since the last probe, steps between probes] (shared)
 
-    def _seconds(self, k: int) -> float:
+    def _cost(self, k: int) -> float:
+        if not self.timed or not self.seconds:
+            return 1 + k * self.cost
         if k in self.seconds:
             return self.seconds[k]
         near = min((m for m in self.seconds if m <= self.k_max), key=lambda m: (abs(m - k), m))
@@ -152,12 +159,12 @@ class DraftLength:
             joint *= rate
             tokens.append(tokens[-1] + joint)
         paying = sum(1 for t0, t1 in zip(tokens, tokens[1:]) if t1 - t0 > self.cost) if self.k_max else 0
-        unmeasured = [k for k in range(1, paying + 1) if k not in self.seconds]
+        unmeasured = [k for k in range(1, paying + 1) if k not in self.seconds] if self.timed else []
         if unmeasured:  # a length the weight rule says pays but never timed: time it (each once per stats)
             return unmeasured[-1]
         # only lengths the weight rule says pay are candidates: a stale low time of an unused length (measured in a
         # quiet moment, while the current length's time runs high under load) never lures it into useless drafts
-        return max(range(paying + 1), key=lambda k: tokens[k] / self._seconds(k))
+        return max(range(paying + 1), key=lambda k: tokens[k] / self._cost(k))
 
     def next(self) -> int:
         if not self.adaptive:
@@ -180,7 +187,7 @@ class DraftLength:
             if seen:
                 hit = sum(m > j for m in seen) / len(seen)
                 self.rate[j] += RATE_STEP * (hit - self.rate[j])
-        if seconds is not None:
+        if seconds is not None and self.timed:
             old = self.seconds.get(k, seconds)
             self.seconds[k] = old + RATE_STEP * (seconds - old)
 
@@ -310,7 +317,7 @@ def speculative_generate(model: Transformer, prompts: Sequence[Sequence[int]], e
     k_max = spec.resolve(model.n_future)
     stats = stats if stats is not None else SpeculativeStats()
     control = DraftLength(k_max, spec.adaptive, draft_cost(model) if spec.draft_cost is None else spec.draft_cost,
-                          stats)
+                          stats, spec.timed)
     run = _Decoder(model, prompts, pad_id, cfg.max_new_tokens, k_max)
     tracker = Tracker(len(prompts), eos_id, cfg, decode)
     verified, _, drafts = run.step(run.tokens, control.next())
