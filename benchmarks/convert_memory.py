@@ -3,8 +3,10 @@
 Writes a ~1.9 GB (>= 1 GB) synthetic bf16 Meta-format checkpoint into a temp dir, then converts it in child processes:
   streaming: wmtp_core.artifacts.convert (mmap, tensor-by-tensor fp16 safetensors, sharded)
   naive:     torch.load without mmap -> whole fp16 state dict -> safetensors save_file
-Each child reports its own peak RSS (VmHWM) and its RSS right after imports (torch alone is ~0.6 GB). Prints one JSON object.
-Temp files are removed at the end.   Usage: uv run python benchmarks/convert_memory.py [--dim 2048 --layers 8]
+Each child reports its own peak RSS (VmHWM) and its RSS right after imports (torch alone is ~0.6 GB). The two modes
+alternate (streaming first in even rounds, naive first in odd ones) for `--rounds` rounds; every figure is the median
+and range over rounds, with the machine's load before and after. Prints one JSON object.
+Temp files are removed at the end.   Usage: uv run python benchmarks/convert_memory.py [--dim 2048 --layers 8] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _rounds import load_now, load_report, spread  # noqa: E402
 
 CHILD = r"""
 import json, sys, time
@@ -61,12 +65,39 @@ def run_child(mode: str, src: Path, out: Path, shard_bytes: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def measure(src: Path, work: Path, shard: int, rounds: int) -> dict[str, list[dict]]:
+    """Each mode's child result per round, the modes alternating which goes first."""
+    results: dict[str, list[dict]] = {"streaming": [], "naive": []}
+    for i in range(rounds):
+        for mode in (("streaming", "naive") if i % 2 == 0 else ("naive", "streaming")):
+            results[mode].append(run_child(mode, src, work / f"{mode}-{i}", shard))
+            shutil.rmtree(work / f"{mode}-{i}", ignore_errors=True)
+    return results
+
+
+def summarize(results: dict[str, list[dict]], ckpt: int) -> dict:
+    report: dict = {}
+    for mode, runs in results.items():
+        report[mode] = {"peak_rss_gb": spread([r["peak_rss_bytes"] / 1e9 for r in runs]),
+                        "peak_rss_ratio": spread([r["peak_rss_bytes"] / ckpt for r in runs]),
+                        "peak_above_baseline_ratio": spread([(r["peak_rss_bytes"] - r["baseline_rss_bytes"]) / ckpt
+                                                             for r in runs]),
+                        "seconds": spread([r["seconds"] for r in runs], 2)}
+    report["streaming_vs_naive_peak"] = spread([s["peak_rss_bytes"] / n["peak_rss_bytes"]
+                                                for s, n in zip(results["streaming"], results["naive"])])
+    report["meets_target"] = max(r["peak_rss_bytes"] for r in results["streaming"]) / ckpt <= 0.5
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dim", type=int, default=2048)
     parser.add_argument("--layers", type=int, default=16)  # ~1.9 GB bf16
     parser.add_argument("--max-shard-mb", type=int, default=512)
+    parser.add_argument("--rounds", type=int, default=5)
     opts = parser.parse_args()
+    if opts.rounds < 1:
+        parser.error("--rounds must be >= 1")
     work = Path(tempfile.mkdtemp(prefix="wmtp-convert-bench-"))
     try:
         t0 = time.perf_counter()
@@ -74,18 +105,15 @@ def main() -> None:
         ckpt = (src / "consolidated.pth").stat().st_size
         gen_s = round(time.perf_counter() - t0, 1)
         shard = opts.max_shard_mb * 1024**2
-        results = {mode: run_child(mode, src, work / mode, shard) for mode in ("streaming", "naive")}
+        before = load_now()
+        results = measure(src, work, shard, opts.rounds)
+        machine = load_report(before, load_now())
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report = {"checkpoint_bytes": ckpt, "checkpoint_dtype": "bfloat16", "output_dtype": "float16",
               "dims": {"dim": opts.dim, "n_layers": opts.layers, "vocab_size": 32000, "n_future_tokens": 4},
-              "max_shard_bytes": shard, "generate_seconds": gen_s, "target_peak_rss_ratio": 0.5}
-    for mode, res in results.items():
-        report[mode] = {**res, "peak_rss_ratio": round(res["peak_rss_bytes"] / ckpt, 3),
-                        "peak_above_baseline_ratio": round((res["peak_rss_bytes"] - res["baseline_rss_bytes"]) / ckpt, 3)}
-    report["streaming_vs_naive_peak"] = round(results["streaming"]["peak_rss_bytes"]
-                                              / results["naive"]["peak_rss_bytes"], 3)
-    report["meets_target"] = report["streaming"]["peak_rss_ratio"] <= 0.5
+              "max_shard_bytes": shard, "generate_seconds": gen_s, "target_peak_rss_ratio": 0.5,
+              **summarize(results, ckpt), "machine": machine}
     print(json.dumps(report, indent=2))
 
 
