@@ -16,6 +16,7 @@ sys.path.insert(0, str(paths.REPO_ROOT / "benchmarks"))
 def _load(name: str):
     spec = importlib.util.spec_from_file_location(name, paths.REPO_ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses resolve their module while the class is built
     spec.loader.exec_module(module)
     return module
 
@@ -31,9 +32,22 @@ def test_spread_is_median_and_range() -> None:
         rounds.spread([])
 
 
-def test_load_report_flags_more_than_half_the_cores_busy() -> None:
-    assert not rounds.load_report(0.5, 1.0, cores=2)["loaded"]
-    assert rounds.load_report(0.5, 1.5, cores=2)["loaded"]
+def test_load_report_counts_only_other_work(tmp_path) -> None:
+    snap = rounds.Snapshot
+    # 10 s: the machine was busy 14 CPU-s, 10 of them this benchmark's own -> 0.4 cores of other work on 2 cores
+    alone = rounds.load_report(snap(1.9, 100.0, 5.0, 0.0), snap(1.0, 114.0, 15.0, 10.0), cores=2)
+    assert alone["other_cpu_cores"] == 0.4 and not alone["loaded"]  # high load averages (ours) do not decide
+    busy = rounds.load_report(snap(0.1, 100.0, 5.0, 0.0), snap(0.1, 115.0, 15.0, 10.0), cores=2)
+    assert busy["other_cpu_cores"] == 0.5 and busy["loaded"]
+    # no /proc/stat: the load-average rule decides, and says so
+    blind = rounds.load_report(snap(0.5, None, 0.0, 0.0), snap(1.5, None, 1.0, 1.0), cores=2)
+    assert blind["loaded"] and blind["loaded_by"] == "loadavg" and blind["other_cpu_cores"] is None
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 0 50 900 30 0 10 40 0 0\ncpu0 1 2 3\n", encoding="ascii")
+    hz = __import__("os").sysconf("SC_CLK_TCK")
+    assert rounds.machine_busy_seconds(str(stat)) == (100 + 50 + 10 + 40) / hz  # idle 900, iowait 30 excluded
+    stat.write_text("garbage\n", encoding="ascii")
+    assert rounds.machine_busy_seconds(str(stat)) is None
 
 
 def test_flop_model_counts_causal_attention_and_labelled_projections_only() -> None:
