@@ -22,7 +22,7 @@ head pushes a speculative step out of that cache, so everything it reads slows d
 2 tokens + 1 draft costs 1.53x a greedy step, 3 + 2 costs 2.34x), capping the micro shape near 1.3x whatever the
 acceptance. `shape.greedy_step_weights_mb` and `shape.draft_cost` in the output say which regime a run is in.
 
-    flock /work/heavy.lock uv run python benchmarks/speculative.py [--steps 200] [--rounds 5] [--threads 1] [--sweep]
+    flock /work/heavy.lock uv run python benchmarks/speculative.py [--steps 400] [--rounds 5] [--threads 1] [--sweep]
 Targets (issue 17): trained ratio > 1.3 with identical outputs; random ratio >= 0.9.
 """
 
@@ -61,7 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_shape_args(p)
     p.set_defaults(trunk_layers=8)  # weights streamed from DRAM, as in real decoding (module doc)
     p.add_argument("--solutions", type=int, default=32, help="MBPP solutions to train on")
-    p.add_argument("--steps", type=int, default=200, help="training steps (bounded CPU work)")
+    p.add_argument("--steps", type=int, default=400, help="training steps (bounded CPU work: ~17 min on 2 cores)")
     p.add_argument("--seq", type=int, default=128)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-3)
