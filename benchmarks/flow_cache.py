@@ -1,7 +1,7 @@
 """Cold vs cached `flows/local.py`: prints JSON with both wall times, their ratio and what re-ran.
 
 Runs `uv run python flows/local.py` twice, each in its own process, against a fresh copy of the shipped inputs
-(datasets sources + tokenizers) in a temporary WMTP_STORAGE, with a fresh PREFECT_HOME, result store and MLflow
+(every file git tracks under storage/: dataset sources, shipped negatives, tokenizers) in a temporary WMTP_STORAGE, with a fresh PREFECT_HOME, result store and MLflow
 store — so the first run is what a fresh clone sees and the second is an identical rerun. `--rounds` repeats
 that pair in fresh directories; wall times and the ratio are the median and range over rounds (the ratio taken
 within each round), with the machine's load before and after.
@@ -31,11 +31,12 @@ REUSABLE = ("convert-checkpoint", "prepare-validate-datasets", "build-micro")
 
 
 def fresh_storage(root: Path) -> Path:
-    storage = root / "storage"
-    for source in sorted((REPO / "storage" / "datasets").glob("*/source")):
-        shutil.copytree(source, storage / "datasets" / source.parent.name / "source")
-    shutil.copytree(REPO / "storage" / "tokenizers", storage / "tokenizers")
-    return storage
+    """The storage/ of a fresh clone: every file git tracks under it (sources, shipped negatives, tokenizers)."""
+    listed = subprocess.run(["git", "ls-files", "-z", "storage"], cwd=REPO, capture_output=True, check=True).stdout
+    for rel in filter(None, listed.decode().split("\0")):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / rel, root / rel)
+    return root / "storage"
 
 
 def run_once(env: dict[str, str], summary: Path, experiment: str, log: Path) -> float:
