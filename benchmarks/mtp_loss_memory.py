@@ -8,8 +8,8 @@ Each case runs in its own fresh subprocess on the same model (same parameters, s
 Prints JSON with the ratios of issue 9: (a) seq4 / seq1 (target <= 1.10), (b) seq4 / plain1 (target <= 0.5),
 (c) naive4 / plain1 (contrast), and the step-time ratio seq4 / plain1 (target <= 1.3). The four cases run in turn
 for `--rounds` rounds (default 5, interleaved: a changing machine load hits every case alike); every figure is
-the median and range over rounds, ratios are taken within a round. The 1-minute load average before/after marks
-the run "loaded" (times are then upper bounds; memory is unaffected).
+the median and range over rounds, ratios are taken within a round. `machine` says whether other work kept the
+cores busy meanwhile (benchmarks/_rounds.py; times are then upper bounds; memory is unaffected).
 
 Memory: on CUDA the peak allocated bytes of the step; on CPU the peak RSS of the first step minus the RSS just
 before it (ru_maxrss, plus a 1 ms sampler thread), with glibc's mmap threshold fixed at 64 KiB so freed tensors

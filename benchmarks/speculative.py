@@ -10,17 +10,18 @@ For each model the same prompts (the first `--prompt-tokens` tokens of solutions
 (`generate`) and speculatively (`speculative_generate`, adaptive draft length unless `--draft-len` fixes it;
 `--sweep` adds every fixed draft length and the timed adaptive schedule), alternating within each of `--rounds`
 rounds (>= 5). Per model: acceptance per head, tokens per forward, tokens/s of each (median and range over
-rounds), the per-round ratio (median and range), and whether every output was identical. The 1-minute load
-average before/after marks the run "loaded" (timings are then lower bounds on speed; the ratio is measured side
-by side either way).
+rounds), the per-round ratio (median and range), and whether every output was identical. `machine` says whether
+other work kept the cores busy meanwhile (benchmarks/_rounds.py; timings are then lower bounds on speed; the ratio
+is measured side by side either way).
 
 Why 8 trunk blocks by default: batch-1 decoding of a real model streams its weights from DRAM every step (the 7B's
 extra heads are 3 of 32 blocks), and speculation pays because verifying k+1 tokens reads those weights once. The
-6-block micro model (`--trunk-layers 2`) reads 48 MB of fp32 weights per greedy step, which this CPU keeps in its
-last-level cache (a 1-row matmul chain streams 15 GB/s up to ~56 MB, 7 GB/s past ~100 MB); each 10.5 MB extra
-head pushes a speculative step out of that cache, so everything it reads slows down (measured: the raw forward of
-2 tokens + 1 draft costs 1.53x a greedy step, 3 + 2 costs 2.34x), capping the micro shape near 1.3x whatever the
-acceptance. `shape.greedy_step_weights_mb` and `shape.draft_cost` in the output say which regime a run is in.
+6-block micro model (`--trunk-layers 2`) reads 46 MiB of fp32 weights per greedy step, and on this CPU it behaves
+as cache-resident: a chain of 1-row matmuls streams ~15 GB/s while its weights total under ~56 MiB and ~7 GB/s past
+~100 MiB. Each 10 MiB extra head pushes a speculative step past that, so everything it reads slows down (measured:
+the raw forward of 2 tokens + 1 draft costs 1.53x a greedy step, 3 + 2 costs 2.34x), holding the micro shape near
+1.3x at best whatever the acceptance. `shape.greedy_step_weights_mib` and `shape.draft_cost` in the output say
+which regime a run is in.
 
     flock /work/heavy.lock uv run python benchmarks/speculative.py [--steps 400] [--rounds 5] [--threads 1] [--sweep]
 Targets (issue 17): trained ratio > 1.3 with identical outputs; random ratio >= 0.9.
@@ -225,7 +226,7 @@ def run(a: argparse.Namespace) -> dict:
                "random": compare(random_model, tokenizer, prompts, a)}
     return {"shape": {"dim": a.dim, "n_heads": a.n_heads, "trunk_layers": a.trunk_layers, "n_future": a.n_future,
                       "ffn": a.ffn, "vocab": tokenizer.n_words, "dtype": "float32",
-                      "greedy_step_weights_mb": round(greedy_step_bytes(trained) / 2**20, 1),
+                      "greedy_step_weights_mib": round(greedy_step_bytes(trained) / 2**20, 1),
                       "draft_cost": round(draft_cost(trained), 4)},
             "prompts": len(prompts), "prompt_tokens": a.prompt_tokens, "max_new_tokens": a.max_new_tokens,
             "draft": "adaptive" if a.draft_len is None else f"fixed {a.draft_len}", "threads": a.threads,

@@ -16,7 +16,7 @@ projections on every fed token, causal attention scores S(S+1)/2 per row; the vo
 rows only, as the sequential loss does; backward = 2 x forward) and each round's fraction of that round's matmul
 ceiling; peak RSS of the baseline case alone with glibc's default allocator and with
 `train.cpu_mmap_threshold_mb: 1`, from fresh processes alternating for `--alone-rounds` rounds. Nothing is compared
-with numbers taken elsewhere. The 1-minute load average before/after marks the run "loaded".
+with numbers taken elsewhere. `machine` says whether other work kept the cores busy meanwhile (benchmarks/_rounds.py).
 
 Rows: `--rows synthetic` (default) random ids, every row `--seq` long (prompt = first eighth); `--rows real` the
 shipped MBPP + CodeContests training rows (prepared into a temporary dir with the code tokenizer, cut to `--seq`),

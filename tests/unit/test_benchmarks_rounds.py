@@ -90,7 +90,7 @@ def test_speculative_benchmark_json_shape_on_a_tiny_run(tmp_path, capsys) -> Non
     out = json.loads(capsys.readouterr().out)
     assert out["random"]["fixed_3"]["tokens_per_forward"] == 1.0 and {"fixed_1", "timed"} <= set(out["trained"])
     # weights a greedy step reads: 3 blocks (4 * 32^2 + 3 * 32 * 64) + final norm 32 + output 32 x 8000, fp32
-    assert out["shape"]["greedy_step_weights_mb"] == round(4 * (3 * (4 * 32 * 32 + 3 * 32 * 64 + 64) + 32 + 32 * 8000)
+    assert out["shape"]["greedy_step_weights_mib"] == round(4 * (3 * (4 * 32 * 32 + 3 * 32 * 64 + 64) + 32 + 32 * 8000)
                                                            / 2**20, 1)
     for name in ("trained", "random"):
         side = out[name]
