@@ -126,3 +126,15 @@ def test_convert_memory_summary_takes_ratios_within_rounds() -> None:
     assert out["streaming_vs_naive_peak"] == {"median": 0.5, "min": 0.25, "max": 0.75, "rounds": 2}
     assert out["naive"]["peak_above_baseline_ratio"]["median"] == 0.875
     assert out["meets_target"] is False  # judged on the worst round (0.75), not the median (0.5)
+
+
+def test_decode_cost_json_shape_on_a_tiny_model(capsys) -> None:
+    decode_cost = _load("decode_cost")
+    decode_cost.main(["--dim", "32", "--ffn", "64", "--n-heads", "2", "--trunk-layers", "1", "--vocab", "64",
+                      "--steps", "2", "--rounds", "2", "--stream-mib", "1,2"])
+    out = json.loads(capsys.readouterr().out)
+    costs = out["step_cost_over_greedy"]
+    assert set(costs) == {"greedy_step_ms", "tokens2_drafts1", "tokens3_drafts2", "tokens4_drafts3",
+                          "tokens2_drafts0", "tokens3_drafts0", "tokens4_drafts0"}
+    assert all(c["rounds"] == 2 and c["median"] > 0 for c in costs.values())
+    assert set(out["stream_gib_per_s"]) == {"1_mib", "2_mib"} and "loaded" in out["machine"]
