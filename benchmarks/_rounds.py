@@ -16,6 +16,9 @@ import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 LOADED_SHARE = 0.2  # other work above this fraction of the cores (0.4 of 2) marks a run loaded
 
@@ -26,6 +29,12 @@ def spread(values: Sequence[float], digits: int = 3) -> dict:
         raise ValueError("spread() of no rounds")
     return {"median": round(statistics.median(values), digits), "min": round(min(values), digits),
             "max": round(max(values), digits), "rounds": len(values)}
+
+
+def in_turn(round_index: int, sides: Sequence[T]) -> Sequence[T]:
+    """The sides of a side-by-side comparison in the order round `round_index` runs them: they alternate which goes
+    first, so a drift in the machine's speed within a round favours neither."""
+    return sides if round_index % 2 == 0 else sides[::-1]
 
 
 @dataclass(frozen=True)

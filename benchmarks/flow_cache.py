@@ -1,8 +1,8 @@
 """Cold vs cached `flows/local.py`: prints JSON with both wall times, their ratio and what re-ran.
 
 Runs `uv run python flows/local.py` twice, each in its own process, against a fresh copy of the shipped inputs
-(every file git tracks under storage/: dataset sources, shipped negatives, tokenizers) in a temporary WMTP_STORAGE, with a fresh PREFECT_HOME, result store and MLflow
-store — so the first run is what a fresh clone sees and the second is an identical rerun. `--rounds` repeats
+(every file git tracks under storage/: dataset sources, shipped negatives, tokenizers) in a temporary
+WMTP_STORAGE, with a fresh PREFECT_HOME, result store and MLflow store — so the first run is what a fresh clone sees and the second is an identical rerun. `--rounds` repeats
 that pair in fresh directories; wall times and the ratio are the median and range over rounds (the ratio taken
 within each round), with the machine's load before and after.
 Targets: first run <= 600 s for all three experiments on the 2-core CPU; re-executed convert/validate/build = 0;

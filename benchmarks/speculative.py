@@ -167,7 +167,7 @@ def _specs(a: argparse.Namespace, n_future: int) -> dict[str, SpeculativeConfig]
     --sweep, every fixed draft length and the adaptive schedule driven by measured step times."""
     main = SpeculativeConfig() if a.draft_len is None else SpeculativeConfig(draft_len=a.draft_len, adaptive=False)
     specs = {"speculative": main}
-    if getattr(a, "sweep", False):
+    if a.sweep:
         specs |= {f"fixed_{k}": SpeculativeConfig(draft_len=k, adaptive=False) for k in range(1, n_future)}
         specs["timed"] = SpeculativeConfig(timed=True)
     return specs

@@ -138,3 +138,7 @@ def test_decode_cost_json_shape_on_a_tiny_model(capsys) -> None:
                           "tokens2_drafts0", "tokens3_drafts0", "tokens4_drafts0"}
     assert all(c["rounds"] == 2 and c["median"] > 0 for c in costs.values())
     assert set(out["stream_gib_per_s"]) == {"1_mib", "2_mib"} and "loaded" in out["machine"]
+
+
+def test_in_turn_alternates_which_side_goes_first() -> None:
+    assert [list(rounds.in_turn(i, ("a", "b"))) for i in range(3)] == [["a", "b"], ["b", "a"], ["a", "b"]]

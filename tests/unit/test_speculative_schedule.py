@@ -44,7 +44,7 @@ def test_untimed_schedule_is_the_same_under_any_clock(monkeypatch) -> None:
     assert all(_run(model, spec, monkeypatch, seed) == quiet for seed in (1, 2))
     # the same clocks do move the timed schedule (so the check above can fail), never its tokens on this model
     timed = [_run(model, spec.model_copy(update={"timed": True}), monkeypatch, seed) for seed in (1, 2)]
-    assert {tuple(map(tuple, t[2:])) for t in timed} | {tuple(map(tuple, quiet[2:]))} != {tuple(map(tuple, quiet[2:]))}
+    assert any(t[2:] != quiet[2:] for t in timed)
     assert all(t[0] == quiet[0] for t in timed)
 
 
