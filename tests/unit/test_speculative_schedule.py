@@ -57,3 +57,10 @@ def test_untimed_schedule_is_the_same_under_any_clock(monkeypatch) -> None:
 def test_untimed_length_is_the_best_tokens_per_weight_cost(rates, cost, expected) -> None:
     stats = SpeculativeStats(draft_rates=list(rates), step_seconds={0: 9.0, 3: 0.001})  # ignored untimed
     assert DraftLength(3, True, cost, stats)._best() == expected
+
+
+def test_timed_length_ignores_times_of_lengths_beyond_its_cap() -> None:
+    # stats shared with an earlier call that drafted 3; this call may draft 1, and its head rarely hits, so no
+    # length pays and only 0 drafts is a candidate: it is costed by weights, not from the foreign length-3 time
+    stats = SpeculativeStats(draft_rates=[0.05, 1.0, 1.0], step_seconds={3: 0.001})
+    assert DraftLength(1, True, 0.1, stats, timed=True)._best() == 0

@@ -118,8 +118,8 @@ def generate_samples(model: Transformer, tokenizer: Tokenizer, problems: list[Pr
     seconds = time.perf_counter() - start
     info = {"generated_tokens": n_tokens, "generation_s": seconds, "tokens_per_s": n_tokens / max(seconds, 1e-9)}
     if speculative is not None:
-        info |= stats.to_dict() | {"draft_len": speculative.resolve(model.n_future), "adaptive": speculative.adaptive,
-                 "timed": speculative.timed}
+        info |= stats.to_dict() | {"draft_len": speculative.resolve(model.n_future),
+                                   "adaptive": speculative.adaptive, "timed": speculative.timed}
     return rows, info
 
 

@@ -146,11 +146,12 @@ class DraftLength:
         self.probe = stats.probe  # [greedy steps since the last probe, steps between probes] (shared)
 
     def _cost(self, k: int) -> float:
-        if not self.timed or not self.seconds:
+        timed = [m for m in self.seconds if m <= self.k_max] if self.timed else []  # stats may hold longer lengths
+        if not timed:
             return 1 + k * self.cost
         if k in self.seconds:
             return self.seconds[k]
-        near = min((m for m in self.seconds if m <= self.k_max), key=lambda m: (abs(m - k), m))
+        near = min(timed, key=lambda m: (abs(m - k), m))
         return self.seconds[near] * (1 + k * self.cost) / (1 + near * self.cost)
 
     def _best(self) -> int:
